@@ -1,0 +1,16 @@
+//! canmc: CAN and CAN FD frames over UDP multicast, wire-compatible with python-can's
+//! `udp_multicast` interface.
+//!
+//! The data path, module by module:
+//!
+//! ```text
+//! socket ──► recv (io_uring | recvmmsg) ──► wire (decode) ──► engine ──► ring ──► consumers
+//!                                                               │
+//! frame (the one frame type everything carries)                 └──► record (.cmc)
+//! ```
+pub mod frame;
+pub mod recv;
+pub mod wire;
+
+pub use frame::{CanFrame, Channel, ChannelRef, FrameError, SenderAddr};
+pub use wire::{DecodeError, WireFormat};

@@ -1,0 +1,45 @@
+//! Receive loops: where datagrams come off the socket in batches, with their kernel
+//! metadata. io_uring (multishot recvmsg, provided-buffer ring) or recvmmsg.
+
+use std::io;
+use std::time::Duration;
+
+use crate::frame::SenderAddr;
+
+/// What the kernel said about one datagram.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecvMeta {
+    /// Kernel receive timestamp (SO_TIMESTAMPNS, CLOCK_REALTIME), ns since the epoch.
+    pub timestamp_ns: u64,
+    /// Source address of the datagram.
+    pub sender: SenderAddr,
+    /// The socket's cumulative kernel drop counter (SO_RXQ_OVFL) as of this datagram.
+    pub kernel_drops: u32,
+    /// The datagram was larger than the receive buffer and was cut (MSG_TRUNC).
+    pub truncated: bool,
+}
+
+/// Which receive path to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IoMode {
+    /// io_uring when the kernel allows it, else recvmmsg.
+    #[default]
+    Auto,
+    Uring,
+    Mmsg,
+}
+
+/// A batched datagram source. Implementations allocate nothing in `poll`.
+pub trait DatagramSource: Send {
+    /// Waits up to `timeout` for datagrams and hands each one, with its metadata, to
+    /// `on_datagram`, a batch at a time. Returns how many were handed over (0 on
+    /// timeout). Buffers are reused after `on_datagram` returns.
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        on_datagram: &mut dyn FnMut(&[u8], &RecvMeta),
+    ) -> io::Result<usize>;
+
+    /// The path actually in use (`Uring` or `Mmsg`), for summaries.
+    fn mode(&self) -> IoMode;
+}

@@ -1,0 +1,1 @@
+//! python-can udp_multicast msgpack format (placeholder until its module lands).
