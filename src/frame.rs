@@ -24,7 +24,8 @@ pub mod flags {
     pub const EXTENDED: u8 = 0x01;
     /// Remote transmission request; `len` is the requested length, data is empty.
     pub const RTR: u8 = 0x02;
-    /// Error frame; `id` carries the SocketCAN error class bits.
+    /// Error frame; `id` carries the SocketCAN error class bits. Frames parsed from
+    /// text also set [`EXTENDED`], as python-can's receiver needs for classes ≥ 0x800.
     pub const ERROR: u8 = 0x04;
     /// CAN FD frame.
     pub const FD: u8 = 0x08;
@@ -361,7 +362,7 @@ impl CanFrame {
         }
         let len = self.len as usize;
         let fd = fl & flags::FD != 0;
-        if fl & flags::EXTENDED != 0 || fl & flags::ERROR != 0 {
+        if fl & flags::EXTENDED != 0 {
             if self.id >= EXT_ID_LIMIT {
                 return Err(FrameError::ExtIdOutOfRange(self.id));
             }
@@ -558,19 +559,20 @@ pub fn parse_frame(text: &[u8]) -> Result<CanFrame, FrameError> {
     }
     let mut id: u32 = 0;
     for &c in id_text {
-        let v = hex_val(c)
-            .ok_or_else(|| syntax(format!("'{}': ID is not hexadecimal", shown())))?;
+        let v =
+            hex_val(c).ok_or_else(|| syntax(format!("'{}': ID is not hexadecimal", shown())))?;
         id = (id << 4) | v as u32;
     }
     let mut frame = CanFrame::EMPTY;
     // can-utils: exactly 3 digits is standard, 8 is extended; python-can's reader
     // takes anything longer than 3 as extended. Accept both readings.
     if id_text.len() > 3 {
+        // python-can checks error classes against the 29-bit limit only when
+        // is_extended_id is set, so error frames always carry EXTENDED.
+        frame.flags |= flags::EXTENDED;
         if id & CAN_ERR_FLAG != 0 {
             frame.flags |= flags::ERROR;
             id &= !CAN_ERR_FLAG;
-        } else {
-            frame.flags |= flags::EXTENDED;
         }
         if id >= EXT_ID_LIMIT {
             return Err(FrameError::ExtIdOutOfRange(id));
@@ -599,10 +601,12 @@ pub fn parse_frame(text: &[u8]) -> Result<CanFrame, FrameError> {
         return Ok(frame);
     }
     if let Some(b'#') = body.first() {
-        let nibble = body
-            .get(1)
-            .and_then(|&c| hex_val(c))
-            .ok_or_else(|| syntax(format!("'{}': '##' must be followed by a flags digit", shown())))?;
+        let nibble = body.get(1).and_then(|&c| hex_val(c)).ok_or_else(|| {
+            syntax(format!(
+                "'{}': '##' must be followed by a flags digit",
+                shown()
+            ))
+        })?;
         frame.flags |= flags::FD;
         if nibble & 1 != 0 {
             frame.flags |= flags::BRS;
@@ -725,7 +729,10 @@ mod tests {
     fn rejects_invalid_frames_with_named_reason() {
         let cases = [
             ("123#001122334455667788", FrameError::ClassicTooLong(9)),
-            ("123##1001122334455667788", FrameError::FdLengthNotAllowed(9)),
+            (
+                "123##1001122334455667788",
+                FrameError::FdLengthNotAllowed(9),
+            ),
         ];
         // 3FFFFFFF has the error flag, leaving 0x1FFFFFFF: a valid error class.
         assert!("3FFFFFFF#".parse::<CanFrame>().unwrap().is_error());
@@ -736,7 +743,17 @@ mod tests {
             "FFFFFFFF#".parse::<CanFrame>().unwrap_err(),
             FrameError::ExtIdOutOfRange(0xDFFF_FFFF)
         );
-        for bad in ["", "123", "XYZ#00", "123#0", "123#GG", "123##", "123##X00", "123456789#00", "123#RZ"] {
+        for bad in [
+            "",
+            "123",
+            "XYZ#00",
+            "123#0",
+            "123#GG",
+            "123##",
+            "123##X00",
+            "123456789#00",
+            "123#RZ",
+        ] {
             let e = bad.parse::<CanFrame>();
             assert!(e.is_err(), "{bad:?} parsed");
         }
@@ -744,8 +761,14 @@ mod tests {
             CanFrame::new(0x800, 0, &[]).unwrap_err(),
             FrameError::StdIdOutOfRange(0x800)
         );
-        assert_eq!(CanFrame::new(1, flags::BRS, &[]).unwrap_err(), FrameError::BrsWithoutFd);
-        assert_eq!(CanFrame::new(1, flags::ESI, &[]).unwrap_err(), FrameError::EsiWithoutFd);
+        assert_eq!(
+            CanFrame::new(1, flags::BRS, &[]).unwrap_err(),
+            FrameError::BrsWithoutFd
+        );
+        assert_eq!(
+            CanFrame::new(1, flags::ESI, &[]).unwrap_err(),
+            FrameError::EsiWithoutFd
+        );
         assert_eq!(
             CanFrame::new(1, flags::RTR | flags::FD, &[]).unwrap_err(),
             FrameError::RemoteFd

@@ -1,6 +1,8 @@
 //! Receive loops: where datagrams come off the socket in batches, with their kernel
 //! metadata. io_uring (multishot recvmsg, provided-buffer ring) or recvmmsg.
 
+pub mod cmsg;
+
 use std::io;
 use std::time::Duration;
 
