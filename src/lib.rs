@@ -8,7 +8,10 @@
 //!                                                               │
 //! frame (the one frame type everything carries)                 └──► record (.cmc)
 //! ```
+pub mod convert;
+pub mod filter;
 pub mod frame;
+pub mod gen;
 pub mod recv;
 pub mod wire;
 
