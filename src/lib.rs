@@ -13,6 +13,7 @@ pub mod filter;
 pub mod frame;
 pub mod gen;
 pub mod recv;
+pub mod summary;
 pub mod wire;
 
 pub use frame::{CanFrame, Channel, ChannelRef, FrameError, SenderAddr};
