@@ -10,6 +10,8 @@
 //! ```
 pub mod frame;
 pub mod recv;
+pub mod send;
+pub mod socket;
 pub mod wire;
 
 pub use frame::{CanFrame, Channel, ChannelRef, FrameError, SenderAddr};
