@@ -13,6 +13,8 @@ pub mod filter;
 pub mod frame;
 pub mod gen;
 pub mod recv;
+pub mod send;
+pub mod socket;
 pub mod summary;
 pub mod wire;
 
