@@ -2,6 +2,7 @@
 //! metadata. io_uring (multishot recvmsg, provided-buffer ring) or recvmmsg.
 
 pub mod cmsg;
+pub mod uring;
 
 use std::io;
 use std::time::Duration;
