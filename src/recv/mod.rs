@@ -3,6 +3,7 @@
 
 pub mod cmsg;
 pub mod mmsg;
+pub mod uring;
 
 use std::io;
 use std::time::Duration;
