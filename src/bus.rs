@@ -116,7 +116,7 @@ impl Bus {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let rx_sock = RecvSocket::open(&cfg.net)?;
         let tx = SendSocket::open(&cfg.net)?;
-        let rx = recv::open_source(rx_sock.into_socket(), cfg.io, &RecvConfig::default())?;
+        let (rx, _note) = recv::open_source(rx_sock.into_socket(), cfg.io, &RecvConfig::default())?;
         Ok(Bus {
             own: SenderAddr::from(tx.local_addr()),
             tx,
@@ -168,7 +168,10 @@ impl Bus {
                     return;
                 }
                 if !sources.is_empty()
-                    && !meta.sender.get().is_some_and(|sa| sources.contains(&sa.ip()))
+                    && !meta
+                        .sender
+                        .get()
+                        .is_some_and(|sa| sources.contains(&sa.ip()))
                 {
                     counters.foreign_dropped += 1;
                     return;

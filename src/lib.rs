@@ -8,6 +8,7 @@
 //!                                                               │
 //! frame (the one frame type everything carries)                 └──► record (.cmc)
 //! ```
+pub mod bus;
 pub mod convert;
 pub mod filter;
 pub mod frame;
