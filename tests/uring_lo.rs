@@ -303,3 +303,32 @@ fn drop_releases_everything() {
         open_fds()
     );
 }
+
+#[test]
+fn built_and_armed_on_one_thread_polled_on_another() {
+    // io_uring cancels a request when the thread that submitted it exits; the source
+    // must notice (ECANCELED, no F_MORE) and re-arm from the polling thread.
+    let port = 41005;
+    let mut src = std::thread::spawn(move || {
+        let mut src = UringSource::new(receiver(port), 8, 512, 16).unwrap();
+        src.poll(Duration::ZERO, &mut |_, _| {}).unwrap();
+        src
+    })
+    .join()
+    .unwrap();
+    let tx = sender();
+    let to: SockAddr = SocketAddrV4::new(GROUP, port).into();
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut sent = 0u8;
+    while got.len() < 3 && Instant::now() < deadline {
+        if sent < 3 {
+            tx.send_to(&[sent], &to).unwrap();
+            sent += 1;
+        }
+        src.poll(Duration::from_millis(100), &mut |p, _| got.push(p.to_vec()))
+            .unwrap();
+    }
+    assert_eq!(got, [[0u8], [1], [2]]);
+    assert!(src.stats().rearms >= 1, "{:?}", src.stats());
+}

@@ -641,6 +641,21 @@ mod tests {
     }
 
     #[test]
+    fn drop_path_confirms_the_cancel() {
+        let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
+        let here: std::net::SocketAddr = (std::net::Ipv4Addr::LOCALHOST, 0).into();
+        sock.bind(&here.into()).unwrap();
+        let mut src = UringSource::new(sock, 1, 64, 4).unwrap();
+        // Queued only: nothing for the kernel to cancel.
+        assert!(src.armed && src.cancel());
+        src.poll(Duration::ZERO, &mut |_, _| {}).unwrap();
+        assert!(src.armed && src.ring.submission().is_empty());
+        // In flight: the kernel must confirm, or Drop would leak the buffers.
+        assert!(src.cancel());
+        assert!(!src.armed);
+    }
+
+    #[test]
     fn stage_and_publish_wrap_the_tail() {
         let mut r = BufRing::new(4, 32).unwrap();
         for round in 0..5u16 {
