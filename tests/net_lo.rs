@@ -448,8 +448,20 @@ fn drop_net_admin() {
     assert_eq!(rc, 0, "capset: {}", io::Error::last_os_error());
 }
 
+/// Dropped by the network stack's per-CPU backlog (`netdev_max_backlog`), before any
+/// socket: the second column of /proc/net/softnet_stat, summed over CPUs.
+fn backlog_drops() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|h| u64::from_str_radix(h, 16).unwrap())
+        .sum()
+}
+
 /// Send rates on lo: one `send` per datagram vs `BatchSender` (sendmmsg + GSO), with an
-/// mmsg receiver draining in another thread. `cargo test --release --test net_lo -- --ignored --nocapture`
+/// mmsg receiver draining in another thread.
+/// `cargo test --release --test net_lo measure -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn measure_send_rates() {
@@ -458,44 +470,53 @@ fn measure_send_rates() {
     for (k, batched) in [(12u16, false), (13, true)] {
         let c = cfg(k);
         let mut src = source(&c, &RecvConfig::default());
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop2 = stop.clone();
+        // The receiver counts until the end marker, whose drop counter is final.
         let rx = std::thread::spawn(move || {
-            let (mut n, mut drops) = (0usize, 0u32);
-            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-                n += src
-                    .poll(Duration::from_millis(20), &mut |_, m| {
-                        drops = m.kernel_drops
-                    })
-                    .unwrap();
+            let (mut n, mut drops, mut done) = (0usize, 0u32, false);
+            while !done {
+                src.poll(Duration::from_millis(20), &mut |d, m| {
+                    if d == b"end" {
+                        done = true;
+                        drops = m.kernel_drops;
+                    } else if !done {
+                        n += 1;
+                    }
+                })
+                .unwrap();
             }
-            n += drain(&mut src, Duration::from_millis(100)).len();
             (n, drops)
         });
         let tx = SendSocket::open(&c).unwrap();
+        let backlog_before = backlog_drops();
         let d = [0x5au8; LEN];
         let t = Instant::now();
-        let syscalls = if batched {
+        let (syscalls, tx) = if batched {
             let mut b = BatchSender::new(tx, LEN);
             for _ in 0..N {
                 b.push(&d).unwrap();
             }
             b.flush().unwrap();
             println!("  GSO {}, {} messages", b.gso_enabled(), b.messages_sent());
-            b.syscalls()
+            let s = b.syscalls();
+            (s, SendSocket::open(&c).unwrap())
         } else {
             for _ in 0..N {
                 tx.send(&d).unwrap();
             }
-            N as u64
+            (N as u64, tx)
         };
         let secs = t.elapsed().as_secs_f64();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        while !rx.is_finished() {
+            tx.send(b"end").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let (got, drops) = rx.join().unwrap();
         println!(
-            "{:>12}: {N} x {LEN} B in {secs:.3} s = {:.0} datagrams/s, {syscalls} syscalls; received {got}, kernel drops {drops}",
+            "{:>12}: {N} x {LEN} B in {secs:.3} s = {:.0} datagrams/s, {syscalls} syscalls; \
+             received {got}, socket drops {drops}, backlog drops {}",
             if batched { "BatchSender" } else { "send" },
-            N as f64 / secs
+            N as f64 / secs,
+            backlog_drops() - backlog_before
         );
     }
 }
