@@ -10,6 +10,7 @@
 //! ```
 pub mod frame;
 pub mod recv;
+pub mod ring;
 pub mod wire;
 
 pub use frame::{CanFrame, Channel, ChannelRef, FrameError, SenderAddr};
