@@ -8,6 +8,7 @@
 //!                                                               │
 //! frame (the one frame type everything carries)                 └──► record (.cmc)
 //! ```
+pub mod engine;
 pub mod frame;
 pub mod recv;
 pub mod ring;
