@@ -455,7 +455,7 @@ impl Engine {
 
     /// True once the receive thread has exited (stopped, or the source failed).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().map_or(true, |t| t.is_finished())
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Waits for the receive thread to exit (call [`stop`](Engine::stop) first) and
