@@ -301,14 +301,17 @@ impl<'a> Reader<'a> {
 /// the whole seconds first keeps the result exact enough that re-encoding gives back
 /// the same float.
 fn secs_to_ns(t: f64) -> Result<u64, DecodeError> {
-    // Negative, NaN and infinite: python-can's check=True rejects them. Beyond u64 ns
-    // (year 2554) python-can would accept, but a frame cannot carry it.
-    if t.is_nan() || t < 0.0 || t >= (u64::MAX / NS_PER_SEC) as f64 {
+    // Negative, NaN and infinite: python-can's check=True rejects them. Beyond what a u64
+    // of ns holds (year 2554) python-can would accept, but a frame cannot carry it; the
+    // float `encode` makes of u64::MAX itself is let in, saturated, so it round-trips.
+    if t.is_nan() || t < 0.0 || t > u64::MAX as f64 / 1e9 {
         return Err(DecodeError::InvalidFrame);
     }
     let whole = t.trunc();
     let frac_ns = ((t - whole) * 1e9).round() as u64;
-    Ok(whole as u64 * NS_PER_SEC + frac_ns)
+    Ok((whole as u64)
+        .saturating_mul(NS_PER_SEC)
+        .saturating_add(frac_ns))
 }
 
 /// State of a field that may be set (and overwritten: duplicate keys, last wins) several
@@ -319,6 +322,101 @@ type Field<T> = Result<T, DecodeError>;
 /// from the datagram's own timestamp field. `frame.sender` is left untouched; on error
 /// the other fields hold unspecified (but harmless) values. Allocates nothing.
 pub fn decode(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> {
+    match decode_canonical(datagram, frame) {
+        Some(result) => result,
+        None => decode_any(datagram, frame),
+    }
+}
+
+/// The fast path: a datagram laid out exactly as `pack_message` lays it out (what
+/// python-can and canmc send), read against the key template with no key lookup.
+/// `None` for anything else, which [`decode_any`] then handles; where both apply they
+/// agree (a property test checks it).
+#[inline]
+fn decode_canonical(d: &[u8], frame: &mut CanFrame) -> Option<Result<(), DecodeError>> {
+    let mut r = Reader { rest: d };
+    let expect = |r: &mut Reader<'_>, key: &[u8]| -> Option<()> {
+        (r.take(key.len()).ok()? == key).then_some(())
+    };
+    let bool_at = |r: &mut Reader<'_>, bit: u8| -> Option<u8> {
+        match r.u8().ok()? {
+            0xc2 => Some(0),
+            0xc3 => Some(bit),
+            _ => None,
+        }
+    };
+
+    expect(&mut r, b"\x8b\xa9timestamp\xcb")?;
+    let t = f64::from_bits(r.u64().ok()?);
+    expect(&mut r, b"\xaearbitration_id")?;
+    let id = match r.u8().ok()? {
+        m @ 0x00..=0x7f => m as u32,
+        0xcc => r.u8().ok()? as u32,
+        0xcd => r.u16().ok()? as u32,
+        0xce => r.u32().ok()?,
+        _ => return None,
+    };
+    expect(&mut r, b"\xaeis_extended_id")?;
+    let mut fl = bool_at(&mut r, flags::EXTENDED)?;
+    expect(&mut r, b"\xafis_remote_frame")?;
+    fl |= bool_at(&mut r, flags::RTR)?;
+    expect(&mut r, b"\xaeis_error_frame")?;
+    fl |= bool_at(&mut r, flags::ERROR)?;
+    expect(&mut r, b"\xa7channel")?;
+    let channel = match r.item().ok()? {
+        Item::Nil => Ok(Channel::NONE),
+        Item::Int(v) => i64::try_from(v)
+            .map(Channel::int)
+            .map_err(|_| DecodeError::BadChannel),
+        Item::Str(s) => Channel::from_utf8(s).map_err(|_| DecodeError::BadChannel),
+        _ => return None,
+    };
+    expect(&mut r, b"\xa3dlc")?;
+    let dlc = match r.u8().ok()? {
+        m @ 0x00..=0x40 => m,
+        _ => return None,
+    };
+    expect(&mut r, b"\xa4data\xc4")?;
+    let n = r.u8().ok()? as usize;
+    let data = r.take(n).ok()?;
+    expect(&mut r, b"\xa5is_fd")?;
+    fl |= bool_at(&mut r, flags::FD)?;
+    expect(&mut r, b"\xaebitrate_switch")?;
+    fl |= bool_at(&mut r, flags::BRS)?;
+    expect(&mut r, b"\xb5error_state_indicator")?;
+    fl |= bool_at(&mut r, flags::ESI)?;
+    if !r.rest.is_empty() {
+        return None;
+    }
+
+    let remote = fl & flags::RTR != 0;
+    // Field errors in the order decode_any reports them.
+    if !remote && data.len() != dlc as usize {
+        return Some(Err(DecodeError::InvalidFrame));
+    }
+    let ns = match secs_to_ns(t) {
+        Ok(ns) => ns,
+        Err(e) => return Some(Err(e)),
+    };
+    let channel = match channel {
+        Ok(c) => c,
+        Err(e) => return Some(Err(e)),
+    };
+    let keep = if remote { 0 } else { data.len() };
+    frame.timestamp_ns = ns;
+    frame.id = id;
+    frame.flags = fl;
+    frame.len = dlc;
+    frame.channel = channel;
+    // keep <= dlc <= 64 here.
+    let (head, tail) = frame.data.split_at_mut(keep);
+    head.copy_from_slice(&data[..keep]);
+    tail.fill(0);
+    Some(frame.validate().map_err(|_| DecodeError::InvalidFrame))
+}
+
+/// The general path: any key order, missing, duplicate and unknown keys.
+fn decode_any(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> {
     let mut r = Reader { rest: datagram };
     let entries = match r.item()? {
         Item::Map(n) => n,
@@ -1160,6 +1258,10 @@ mod tests {
         fn round_trips_every_valid_frame(f in any_frame()) {
             let bytes = enc(&f);
             prop_assert!(bytes.len() <= MAX_ENCODED);
+            // What canmc sends takes the fast path, and the general one agrees.
+            let (mut fast, mut slow) = (CanFrame::EMPTY, CanFrame::EMPTY);
+            prop_assert_eq!(decode_any(&bytes, &mut slow), Ok(()));
+            prop_assert_eq!(decode_canonical(&bytes, &mut fast), Some(Ok(())));
             let back = dec(&bytes).map_err(|e| TestCaseError::fail(format!("{e}")))?;
             let mut same_time = back;
             same_time.timestamp_ns = f.timestamp_ns;
@@ -1168,6 +1270,28 @@ mod tests {
             // ns to f64, then / 1e9), and re-encodes bit for bit.
             prop_assert!(back.timestamp_ns.abs_diff(f.timestamp_ns) <= 2 * ulp_ns(f.timestamp_ns));
             prop_assert_eq!(enc(&back), bytes);
+            prop_assert_eq!(slow, back);
+        }
+
+        #[test]
+        fn fast_path_agrees_with_general_path(
+            f in any_frame(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        ) {
+            // Byte substitutions keep the canonical layout often enough to reach every
+            // value check of the fast path.
+            let mut bytes = enc(&f);
+            for (at, byte) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+            }
+            let (mut fast, mut slow) = (CanFrame::EMPTY, CanFrame::EMPTY);
+            if let Some(res) = decode_canonical(&bytes, &mut fast) {
+                prop_assert_eq!(res, decode_any(&bytes, &mut slow));
+                if res.is_ok() {
+                    prop_assert_eq!(fast, slow);
+                }
+            }
         }
 
         #[test]
