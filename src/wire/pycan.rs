@@ -453,7 +453,15 @@ fn decode_any(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> 
     let mut data_len: Field<usize> = Ok(0);
 
     for _ in 0..entries {
-        let key = match r.item()? {
+        // Keys are fixstr in practice; read those without the general dispatch.
+        let item = match r.rest.first() {
+            Some(&m) if m & 0xe0 == 0xa0 => {
+                r.rest = &r.rest[1..];
+                Item::Str(r.take((m & 0x1f) as usize)?)
+            }
+            _ => r.item()?,
+        };
+        let key = match item {
             Item::Str(k) => k,
             other => {
                 r.skip_contents(other)?;
@@ -526,7 +534,14 @@ fn decode_any(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> 
                 continue;
             }
         };
-        let value = match r.item()? {
+        let item = match r.rest.first() {
+            Some(&m @ (0xc2 | 0xc3)) => {
+                r.rest = &r.rest[1..];
+                Item::Bool(m == 0xc3)
+            }
+            _ => r.item()?,
+        };
+        let value = match item {
             Item::Bool(b) => Some(b),
             Item::Int(v) => Some(v != 0),
             other => {
