@@ -5,9 +5,16 @@
 //! order, so [`encode`] writes a fixed template of keys with the values in between. The
 //! decoder is a small hand-written msgpack reader that knows only the eleven keys; it
 //! accepts whatever python-can's receiver (`unpack_message`, then `Message(check=True)`)
-//! would accept and maps it onto [`CanFrame`], with two exceptions: unknown keys are
-//! skipped (python-can raises `TypeError` on them), and CAN FD lengths must be one of
-//! [`FD_LENGTHS`](crate::frame::FD_LENGTHS) (python-can allows any length up to 64).
+//! would accept and maps it onto [`CanFrame`]. Where the two differ, canmc is more lenient
+//! in one way and stricter in others:
+//!
+//! - unknown and non-string keys are skipped (python-can raises `TypeError` on them);
+//! - CAN FD lengths must be one of [`FD_LENGTHS`](crate::frame::FD_LENGTHS) (python-can
+//!   allows any length up to 64);
+//! - values python accepts only by accident of duck typing are refused as
+//!   [`DecodeError::BadFieldType`]: a float `arbitration_id` or `dlc`, an int `data`
+//!   (`bytearray(n)`), nil or a float for a bool field;
+//! - timestamps past what a u64 of ns holds (the year 2554) are refused.
 //!
 //! Values of unknown keys are skipped with a pending-item counter rather than recursion,
 //! so a datagram of nested arrays cannot exhaust the stack.
