@@ -1,1 +1,567 @@
-fn main() {}
+//! `canmc`: the command line. It parses arguments, builds library objects and reports;
+//! everything that touches frames or sockets lives in the library.
+
+use std::io::{self, IsTerminal, Write};
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use canmc::convert::candump::{write_log_line, ScreenFormat, TimeMode};
+use canmc::engine::{Dispatch, Engine, EngineConfig, Event};
+use canmc::filter::FilterSet;
+use canmc::frame::{CanFrame, Channel};
+use canmc::gen::{self, GenConfig, Generator};
+use canmc::recv::{self, IoMode, RecvConfig};
+use canmc::send::BatchSender;
+use canmc::socket::{McastConfig, RecvSocket, SendSocket, DEFAULT_GROUP_V4, DEFAULT_GROUP_V6};
+use canmc::summary::Summary;
+use canmc::wire::pycan;
+use canmc::wire::WireFormat;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// CAN and CAN FD over UDP multicast, wire-compatible with python-can's udp_multicast.
+#[derive(Parser)]
+#[command(name = "canmc", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Send frames given in cansend syntax (123#DEADBEEF, 12345678#R, 123##1AABB).
+    Send(SendArgs),
+    /// Print frames from the group as candump does.
+    Dump(DumpArgs),
+    /// Generate traffic as cangen does.
+    Gen(GenArgs),
+}
+
+#[derive(Args, Clone)]
+struct NetArgs {
+    /// Multicast group [default: ff15:7079:7468:6f6e:6465:6d6f:6d63:6173, or 239.74.163.2 with --iface lo]
+    #[arg(long, value_name = "ADDR")]
+    group: Option<IpAddr>,
+    /// UDP port.
+    #[arg(long, default_value_t = canmc::socket::DEFAULT_PORT)]
+    port: u16,
+    /// Interface (name or address) for joining and sending; `lo` keeps IPv4 traffic on this host.
+    #[arg(long, value_name = "NAME|ADDR")]
+    iface: Option<String>,
+    /// IPv4 TTL / IPv6 hop limit [default: 1, 0 with --iface lo]
+    #[arg(long)]
+    ttl: Option<u32>,
+    /// Do not loop sent frames back to receivers on this host.
+    #[arg(long)]
+    no_loopback: bool,
+    /// Accept frames only from this sender (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    source: Vec<IpAddr>,
+}
+
+impl NetArgs {
+    fn config(&self) -> Result<McastConfig, String> {
+        let on_lo = self.iface.as_deref() == Some("lo");
+        let group = self.group.unwrap_or(if on_lo {
+            IpAddr::V4(DEFAULT_GROUP_V4)
+        } else {
+            IpAddr::V6(DEFAULT_GROUP_V6)
+        });
+        let mut cfg = McastConfig::new(group, self.port);
+        cfg.iface = self.iface.clone();
+        cfg.ttl = self.ttl.unwrap_or(if on_lo { 0 } else { 1 });
+        cfg.loopback = !self.no_loopback;
+        cfg.sources = self.source.clone();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum WireArg {
+    Pycan,
+    Native,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum IoArg {
+    Auto,
+    Uring,
+    Mmsg,
+}
+
+impl From<IoArg> for IoMode {
+    fn from(a: IoArg) -> IoMode {
+        match a {
+            IoArg::Auto => IoMode::Auto,
+            IoArg::Uring => IoMode::Uring,
+            IoArg::Mmsg => IoMode::Mmsg,
+        }
+    }
+}
+
+#[derive(Args)]
+struct SendOpts {
+    /// Wire format.
+    #[arg(long, value_enum, default_value = "pycan")]
+    wire: WireArg,
+    /// python-can channel to put in each frame: an integer if it parses as one, else a string.
+    #[arg(long, value_name = "CH")]
+    channel: Option<String>,
+}
+
+impl SendOpts {
+    fn channel(&self) -> Result<Channel, String> {
+        match &self.channel {
+            None => Ok(Channel::NONE),
+            Some(s) => match s.parse::<i64>() {
+                Ok(n) => Ok(Channel::int(n)),
+                Err(_) => Channel::str(s).map_err(|e| format!("--channel '{s}': {e}")),
+            },
+        }
+    }
+
+    fn wire(&self) -> Result<WireFormat, String> {
+        match self.wire {
+            WireArg::Pycan => Ok(WireFormat::Pycan),
+            WireArg::Native => Err("--wire native is not available in this build yet".into()),
+        }
+    }
+}
+
+#[derive(Args)]
+struct RecvOpts {
+    /// Receive path: io_uring, recvmmsg, or the best available.
+    #[arg(long, value_enum, default_value = "auto")]
+    io: IoArg,
+    /// Also receive frames sent by this process.
+    #[arg(long)]
+    own: bool,
+    /// Stop after this many frames.
+    #[arg(short = 'n', long = "count", value_name = "N")]
+    count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SendArgs {
+    #[command(flatten)]
+    net: NetArgs,
+    #[command(flatten)]
+    opts: SendOpts,
+    /// Frames in cansend syntax.
+    #[arg(required = true, value_name = "FRAME")]
+    frames: Vec<String>,
+}
+
+#[derive(Args)]
+struct DumpArgs {
+    #[command(flatten)]
+    net: NetArgs,
+    #[command(flatten)]
+    recv: RecvOpts,
+    /// Print candump log lines: (seconds.micros) iface ID#DATA.
+    #[arg(short = 'L', long = "log")]
+    log: bool,
+    /// Timestamps: a absolute, d delta, z from zero, A date.
+    #[arg(short = 't', value_name = "a|d|z|A")]
+    time: Option<TimeMode>,
+    /// candump filters: <id>:<mask> (match) or <id>~<mask> (inverse), hex.
+    #[arg(value_name = "FILTER")]
+    filters: Vec<String>,
+}
+
+#[derive(Args)]
+struct GenArgs {
+    #[command(flatten)]
+    net: NetArgs,
+    #[command(flatten)]
+    opts: SendOpts,
+    /// Frames per second.
+    #[arg(long, value_name = "FPS", conflicts_with = "gap")]
+    rate: Option<f64>,
+    /// Gap between frames in milliseconds (cangen -g).
+    #[arg(short = 'g', value_name = "MS")]
+    gap: Option<f64>,
+    /// Number of frames (default: until Ctrl-C).
+    #[arg(short = 'n', value_name = "N")]
+    count: Option<u64>,
+    /// ID mode: r random, i increment, or a hex ID.
+    #[arg(short = 'I', default_value = "r", value_parser = gen::parse_id_mode)]
+    id: gen::Mode<u32>,
+    /// Length mode: r random, i increment, or a length.
+    #[arg(short = 'L', default_value = "r", value_parser = gen::parse_len_mode)]
+    len: gen::Mode<u8>,
+    /// Data mode: r random, i increment, or hex bytes.
+    #[arg(short = 'D', default_value = "r", value_parser = gen::parse_data_mode)]
+    data: gen::Mode<gen::Payload>,
+    /// Extended (29-bit) IDs.
+    #[arg(short = 'e')]
+    extended: bool,
+    /// CAN FD frames.
+    #[arg(short = 'f')]
+    fd: bool,
+    /// CAN FD frames with bit rate switch.
+    #[arg(short = 'b')]
+    brs: bool,
+    /// CAN FD frames with error state indicator.
+    #[arg(short = 'E')]
+    esi: bool,
+    /// Remote frames.
+    #[arg(short = 'R')]
+    remote: bool,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A failure worth one line on stderr, and the exit code that goes with it.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    fn usage(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code: 2,
+        }
+    }
+    fn runtime(message: impl Into<String>) -> Failure {
+        Failure {
+            message: message.into(),
+            code: 1,
+        }
+    }
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the
+        // sigaction struct is fully initialised before the call.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+fn stopped() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+            // clap's message spans several lines; the first says what is wrong.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("canmc: {first} (see 'canmc --help')");
+            return ExitCode::from(2);
+        }
+    };
+    install_signal_handlers();
+    let result = match cli.command {
+        Command::Send(a) => cmd_send(a),
+        Command::Dump(a) => cmd_dump(a),
+        Command::Gen(a) => cmd_gen(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("canmc: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn io_failure(what: &str, e: io::Error) -> Failure {
+    Failure::runtime(format!("{what}: {e}"))
+}
+
+fn cmd_send(a: SendArgs) -> Result<(), Failure> {
+    let cfg = a.net.config().map_err(Failure::usage)?;
+    let channel = a.opts.channel().map_err(Failure::usage)?;
+    a.opts.wire().map_err(Failure::usage)?;
+    // Parse everything first: one bad frame means nothing is sent.
+    let mut frames = Vec::with_capacity(a.frames.len());
+    for text in &a.frames {
+        let mut f: CanFrame = text
+            .parse()
+            .map_err(|e| Failure::usage(format!("frame '{text}': {e}")))?;
+        f.channel = channel;
+        frames.push(f);
+    }
+    let sock = SendSocket::open(&cfg).map_err(|e| io_failure("cannot open sender", e))?;
+    let mut buf = [0u8; pycan::MAX_ENCODED];
+    for f in &mut frames {
+        f.timestamp_ns = now_ns();
+        let n = pycan::encode(f, &mut buf);
+        sock.send(&buf[..n])
+            .map_err(|e| io_failure("send failed", e))?;
+    }
+    Ok(())
+}
+
+/// Prints a live status line on stderr while a command runs, when stderr is a terminal.
+struct StatusLine {
+    enabled: bool,
+    last: Instant,
+}
+
+impl StatusLine {
+    fn new(enabled: bool) -> Self {
+        StatusLine {
+            enabled: enabled && io::stderr().is_terminal(),
+            last: Instant::now(),
+        }
+    }
+
+    fn update(&mut self, start: Instant, frames: u64, extra: &str) {
+        if !self.enabled || self.last.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = start.elapsed().as_secs_f64().max(1e-9);
+        eprint!(
+            "\r\x1b[K{frames} frames  {:.0} frames/s  {extra}",
+            frames as f64 / secs
+        );
+    }
+
+    fn clear(&self) {
+        if self.enabled {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+fn print_summary(sum: &Summary, json: bool) {
+    if json {
+        println!("{}", sum.to_json());
+    } else {
+        eprintln!("{}", sum.to_text());
+    }
+}
+
+fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
+    let cfg = a.net.config().map_err(Failure::usage)?;
+    let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
+    let deadline = match a.recv.duration {
+        Some(s) if !(s.is_finite() && s > 0.0) => {
+            return Err(Failure::usage(format!("--duration {s}: must be a positive number of seconds")))
+        }
+        Some(s) => Some(Instant::now() + Duration::from_secs_f64(s)),
+        None => None,
+    };
+    let sock = RecvSocket::open(&cfg).map_err(|e| io_failure("cannot join the group", e))?;
+    for w in sock.warnings() {
+        eprintln!("canmc: warning: {w}");
+    }
+    let source = recv::open_source(sock.into_socket(), a.recv.io.into(), &RecvConfig::default())
+        .map_err(|e| io_failure("cannot start receiving", e))?;
+    let (engine, mut handles) = Engine::start(
+        source,
+        EngineConfig {
+            consumers: 1,
+            dispatch: Dispatch::All,
+            accept_only: cfg.sources.clone(),
+            ..EngineConfig::default()
+        },
+    )
+    .map_err(|e| io_failure("cannot start the engine", e))?;
+    let consumer = handles.remove(0);
+    let counters = engine.counters();
+
+    let start = Instant::now();
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut line = Vec::with_capacity(512);
+    let mut screen = ScreenFormat::new(a.time.unwrap_or_default());
+    let mut status = StatusLine::new(!io::stdout().is_terminal());
+    let mut printed: u64 = 0;
+    let mut filtered: u64 = 0;
+    let limit = a.recv.count.unwrap_or(u64::MAX);
+    let mut write_failed = None;
+    while printed < limit && !stopped() && deadline.is_none_or(|d| Instant::now() < d) {
+        let Some(event) = consumer.recv_timeout(Duration::from_millis(50)) else {
+            let _ = out.flush();
+            status.update(start, printed, "");
+            continue;
+        };
+        let Event::Frame(frame) = event else { continue };
+        if !filters.matches(&frame) {
+            filtered += 1;
+            continue;
+        }
+        line.clear();
+        if a.log {
+            write_log_line(&frame, &mut line);
+        } else {
+            screen.write_line(&frame, &mut line);
+        }
+        if let Err(e) = out.write_all(&line) {
+            write_failed = Some(e);
+            break;
+        }
+        printed += 1;
+    }
+    let _ = out.flush();
+    drop(out);
+    status.clear();
+    engine.stop();
+    let io_name = io_mode_name(engine.io_mode());
+    engine.join();
+    let stats = counters.snapshot();
+    let sum = Summary {
+        command: "dump",
+        io: Some(io_name),
+        frames: printed,
+        datagrams: stats.datagrams,
+        bytes: stats.bytes,
+        elapsed: start.elapsed(),
+        decode_errors: stats.decode_errors,
+        kernel_drops: stats.kernel_drops,
+        ring_drops: stats.ring_drops,
+        seq_gaps: stats.seq_gaps,
+        filtered: filtered + stats.filtered,
+    };
+    if let Some(e) = write_failed {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            return Err(io_failure("cannot write output", e));
+        }
+    }
+    print_summary(&sum, a.recv.json);
+    Ok(())
+}
+
+fn io_mode_name(m: IoMode) -> &'static str {
+    match m {
+        IoMode::Uring => "uring",
+        IoMode::Mmsg => "mmsg",
+        IoMode::Auto => "auto",
+    }
+}
+
+fn cmd_gen(a: GenArgs) -> Result<(), Failure> {
+    let cfg = a.net.config().map_err(Failure::usage)?;
+    let channel = a.opts.channel().map_err(Failure::usage)?;
+    a.opts.wire().map_err(Failure::usage)?;
+    let gap = match (a.rate, a.gap) {
+        (Some(r), _) if !(r.is_finite() && r > 0.0) => {
+            return Err(Failure::usage(format!("--rate {r}: must be a positive number of frames/s")))
+        }
+        (Some(r), _) => Some(Duration::from_secs_f64(1.0 / r)),
+        (None, Some(g)) if !(g.is_finite() && g >= 0.0) => {
+            return Err(Failure::usage(format!("-g {g}: must be a number of milliseconds ≥ 0")))
+        }
+        (None, Some(g)) => Some(Duration::from_secs_f64(g / 1000.0)),
+        (None, None) => None,
+    };
+    let mut generator = Generator::new(GenConfig {
+        id: a.id,
+        len: a.len,
+        data: a.data,
+        extended: a.extended,
+        fd: a.fd,
+        brs: a.brs,
+        esi: a.esi,
+        remote: a.remote,
+        ..GenConfig::default()
+    })
+    .map_err(|e| Failure::usage(format!("cannot generate these frames: {e}")))?;
+    let sock = SendSocket::open(&cfg).map_err(|e| io_failure("cannot open sender", e))?;
+    let mut tx = BatchSender::new(sock, pycan::MAX_ENCODED);
+    let limit = a.count.unwrap_or(u64::MAX);
+    let start = Instant::now();
+    let mut status = StatusLine::new(true);
+    let mut sent: u64 = 0;
+    let mut bytes: u64 = 0;
+    // Paced sending: frames due by now go out together, so high rates still batch.
+    let mut next_due = Instant::now();
+    while sent < limit && !stopped() {
+        let batch_end = match gap {
+            None => sent.saturating_add(256).min(limit),
+            Some(gap) => {
+                let now = Instant::now();
+                if now < next_due {
+                    tx.flush().map_err(|e| io_failure("send failed", e))?;
+                    let wait = next_due - now;
+                    std::thread::sleep(wait.min(Duration::from_millis(100)));
+                    continue;
+                }
+                let behind = (now - next_due).as_nanos() / gap.as_nanos().max(1);
+                let due = (behind as u64 + 1).min(1024);
+                next_due += gap * due as u32;
+                sent.saturating_add(due).min(limit)
+            }
+        };
+        let ts = now_ns();
+        while sent < batch_end {
+            let mut f = generator.next_frame();
+            f.timestamp_ns = ts;
+            f.channel = channel;
+            tx.push_with(|buf| {
+                let Some(slot) = buf.get_mut(..pycan::MAX_ENCODED) else {
+                    return 0;
+                };
+                let Ok(slot) = <&mut [u8; pycan::MAX_ENCODED]>::try_from(slot) else {
+                    return 0;
+                };
+                let n = pycan::encode(&f, slot);
+                bytes += n as u64;
+                n
+            })
+            .map_err(|e| io_failure("send failed", e))?;
+            sent += 1;
+        }
+        status.update(start, sent, "");
+    }
+    tx.flush().map_err(|e| io_failure("send failed", e))?;
+    status.clear();
+    let sum = Summary {
+        command: "gen",
+        frames: sent,
+        datagrams: tx.datagrams_sent(),
+        bytes,
+        elapsed: start.elapsed(),
+        ..Default::default()
+    };
+    print_summary(&sum, a.json);
+    Ok(())
+}

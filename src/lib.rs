@@ -8,8 +8,12 @@
 //!                                                               │
 //! frame (the one frame type everything carries)                 └──► record (.cmc)
 //! ```
+pub mod convert;
+pub mod filter;
 pub mod frame;
+pub mod gen;
 pub mod recv;
+pub mod summary;
 pub mod wire;
 
 pub use frame::{CanFrame, Channel, ChannelRef, FrameError, SenderAddr};

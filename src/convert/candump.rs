@@ -1,0 +1,363 @@
+//! candump text: log lines (`candump -L`, what python-can's LogReader, canplayer and
+//! Wireshark read) both ways, and candump's screen format.
+//!
+//! Writing appends to a caller's `Vec<u8>` so a dump loop that reuses one buffer
+//! allocates nothing per frame.
+
+use std::fmt;
+use std::io::Write;
+
+use crate::frame::{parse_frame, CanFrame, Channel, FrameError};
+
+/// How candump prints the time in front of a frame (`-t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimeMode {
+    /// No time.
+    #[default]
+    None,
+    /// `a`: absolute seconds since the epoch, `(1700000000.123456)`.
+    Absolute,
+    /// `d`: delta since the previous frame.
+    Delta,
+    /// `z`: since the first frame.
+    Zero,
+    /// `A`: local date and time, `(2026-11-21 04:30:00.123456)`.
+    Date,
+}
+
+impl std::str::FromStr for TimeMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TimeMode, String> {
+        match s {
+            "a" => Ok(TimeMode::Absolute),
+            "d" => Ok(TimeMode::Delta),
+            "z" => Ok(TimeMode::Zero),
+            "A" => Ok(TimeMode::Date),
+            _ => Err(format!("time mode '{s}' is not one of a, d, z, A")),
+        }
+    }
+}
+
+fn push_ts(out: &mut Vec<u8>, ns: u64, sec_width: usize) {
+    let _ = write!(
+        out,
+        "{:0w$}.{:06}",
+        ns / 1_000_000_000,
+        (ns % 1_000_000_000) / 1_000,
+        w = sec_width
+    );
+}
+
+/// Appends one candump log line (with `\n`): `(1700000000.123456) can0 123#DEADBEEF`.
+///
+/// The interface name is the frame's channel as [`Channel`]'s `Display` shows it.
+pub fn write_log_line(frame: &CanFrame, out: &mut Vec<u8>) {
+    out.push(b'(');
+    push_ts(out, frame.timestamp_ns, 10);
+    out.extend_from_slice(b") ");
+    let _ = write!(out, "{} ", frame.channel);
+    let mut text = [0u8; CanFrame::TEXT_MAX];
+    let n = frame.write_text(&mut text);
+    out.extend_from_slice(&text[..n]);
+    out.push(b'\n');
+}
+
+/// Keeps what the time prefix of candump's screen lines needs between frames.
+#[derive(Debug, Clone, Default)]
+pub struct ScreenFormat {
+    pub time: TimeMode,
+    first_ns: Option<u64>,
+    last_ns: Option<u64>,
+}
+
+impl ScreenFormat {
+    pub fn new(time: TimeMode) -> Self {
+        ScreenFormat {
+            time,
+            first_ns: None,
+            last_ns: None,
+        }
+    }
+
+    /// Appends a candump screen line: ` (time)  vcan0  123   [4]  DE AD BE EF`.
+    pub fn write_line(&mut self, frame: &CanFrame, out: &mut Vec<u8>) {
+        let ns = frame.timestamp_ns;
+        let first = *self.first_ns.get_or_insert(ns);
+        let last = self.last_ns.replace(ns).unwrap_or(ns);
+        match self.time {
+            TimeMode::None => {}
+            TimeMode::Absolute => {
+                out.extend_from_slice(b" (");
+                push_ts(out, ns, 10);
+                out.push(b')');
+            }
+            TimeMode::Delta | TimeMode::Zero => {
+                let base = if self.time == TimeMode::Delta {
+                    last
+                } else {
+                    first
+                };
+                out.extend_from_slice(b" (");
+                push_ts(out, ns.saturating_sub(base), 3);
+                out.push(b')');
+            }
+            TimeMode::Date => {
+                out.extend_from_slice(b" (");
+                push_local_date(out, ns);
+                out.push(b')');
+            }
+        }
+        let _ = write!(out, "  {}  ", frame.channel);
+        let id = frame.text_id();
+        if frame.is_extended() || frame.is_error() {
+            let _ = write!(out, "{id:08X}  ");
+        } else {
+            let _ = write!(out, "{id:03X}  ");
+        }
+        if frame.is_fd() {
+            let _ = write!(out, "[{:02}]", frame.len);
+        } else {
+            let _ = write!(out, " [{}]", frame.len);
+        }
+        if frame.is_remote() {
+            out.extend_from_slice(b"  remote request");
+        } else {
+            out.push(b' ');
+            for b in frame.payload() {
+                let _ = write!(out, " {b:02X}");
+            }
+        }
+        out.push(b'\n');
+    }
+}
+
+fn push_local_date(out: &mut Vec<u8>, ns: u64) {
+    let secs = (ns / 1_000_000_000) as libc::time_t;
+    // SAFETY: tm is plain old data; localtime_r fills it from `secs` and touches nothing else.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the duration of the call.
+    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
+    if !ok {
+        push_ts(out, ns, 10);
+        return;
+    }
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        (ns % 1_000_000_000) / 1_000
+    );
+}
+
+/// A candump log line that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogLineError {
+    /// Not `(time) iface frame`.
+    Shape,
+    /// The `(seconds.fraction)` part is not a time.
+    Timestamp,
+    /// The frame part is not valid.
+    Frame(FrameError),
+}
+
+impl fmt::Display for LogLineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogLineError::Shape => f.write_str("expected '(SECONDS.FRACTION) IFACE ID#DATA'"),
+            LogLineError::Timestamp => f.write_str("timestamp is not (SECONDS.FRACTION)"),
+            LogLineError::Frame(e) => write!(f, "bad frame: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for LogLineError {}
+
+fn parse_timestamp(t: &str) -> Option<u64> {
+    let t = t.strip_prefix('(')?.strip_suffix(')')?;
+    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
+    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
+        return None;
+    }
+    let secs: u64 = secs.parse().ok()?;
+    let mut nanos: u64 = 0;
+    for i in 0..9 {
+        nanos = nanos * 10 + frac.as_bytes().get(i).map_or(0, |b| (b - b'0') as u64);
+    }
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+}
+
+/// Parses one candump log line. Blank lines and `#` comments give `Ok(None)`.
+///
+/// Accepts every variant can-utils and python-can write: a trailing ` R`/` T`
+/// direction, 1–9 fraction digits, `##` flags 0–F, `_DLC` suffixes, extra spaces. The
+/// interface name becomes the frame's string channel (names over 22 bytes are an
+/// error).
+pub fn parse_log_line(line: &str) -> Result<Option<CanFrame>, LogLineError> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return Ok(None);
+    }
+    let mut parts = line.split_ascii_whitespace();
+    let (Some(ts), Some(iface), Some(frame_text)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(LogLineError::Shape);
+    };
+    match parts.next() {
+        None | Some("R" | "T" | "r" | "t") => {}
+        Some(_) => return Err(LogLineError::Shape),
+    }
+    if parts.next().is_some() {
+        return Err(LogLineError::Shape);
+    }
+    let timestamp_ns = parse_timestamp(ts).ok_or(LogLineError::Timestamp)?;
+    let mut frame = parse_frame(frame_text.as_bytes()).map_err(LogLineError::Frame)?;
+    frame.timestamp_ns = timestamp_ns;
+    frame.channel = Channel::str(iface).map_err(LogLineError::Frame)?;
+    Ok(Some(frame))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(text: &str, ns: u64, ch: Channel) -> CanFrame {
+        let mut f: CanFrame = text.parse().unwrap();
+        f.timestamp_ns = ns;
+        f.channel = ch;
+        f
+    }
+
+    fn log_line(f: &CanFrame) -> String {
+        let mut v = Vec::new();
+        write_log_line(f, &mut v);
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn writes_plain_log_lines() {
+        let ns = 1_700_000_000_123_456_789;
+        assert_eq!(
+            log_line(&frame("123#DEADBEEF", ns, Channel::NONE)),
+            "(1700000000.123456) vcan0 123#DEADBEEF\n"
+        );
+        assert_eq!(
+            log_line(&frame("123##1AA", 5_000_000, Channel::int(3))),
+            "(0000000000.005000) can3 123##5AA\n"
+        );
+        assert_eq!(
+            log_line(&frame("1ABCDEF0#R2", 0, Channel::str("can1").unwrap())),
+            "(0000000000.000000) can1 1ABCDEF0#R2\n"
+        );
+    }
+
+    #[test]
+    fn reads_every_variant() {
+        let cases = [
+            (
+                "(1700000000.123456) can0 123#DEADBEEF",
+                "123#DEADBEEF",
+                1_700_000_000_123_456_000,
+            ),
+            (
+                "(1700000000.123456789) can0 123#DEADBEEF R",
+                "123#DEADBEEF",
+                1_700_000_000_123_456_789,
+            ),
+            ("(0.5) vcan0 12345678#R T", "12345678#R", 500_000_000),
+            (
+                "(1.000001)  can0   123##F0011  ",
+                "123##30011",
+                1_000_001_000,
+            ),
+            (
+                "(2.0) can0 123#1122334455667788_C",
+                "123#1122334455667788",
+                2_000_000_000,
+            ),
+            (
+                "(3.25) can0 20000080#0000000000000000",
+                "20000080#0000000000000000",
+                3_250_000_000,
+            ),
+        ];
+        for (line, text, ns) in cases {
+            let f = parse_log_line(line).unwrap().unwrap();
+            assert_eq!(
+                f.content(),
+                text.parse::<CanFrame>().unwrap().content(),
+                "{line}"
+            );
+            assert_eq!(f.timestamp_ns, ns, "{line}");
+        }
+        assert_eq!(parse_log_line("").unwrap(), None);
+        assert_eq!(parse_log_line("   # comment").unwrap(), None);
+    }
+
+    #[test]
+    fn round_trips_through_text() {
+        let f = frame(
+            "123##3001122",
+            1_700_000_000_000_001_000,
+            Channel::str("can0").unwrap(),
+        );
+        let back = parse_log_line(&log_line(&f)).unwrap().unwrap();
+        assert_eq!(back, f);
+    }
+
+    #[test]
+    fn bad_lines_name_the_problem() {
+        assert_eq!(parse_log_line("123#00"), Err(LogLineError::Shape));
+        assert_eq!(
+            parse_log_line("(x) can0 123#00"),
+            Err(LogLineError::Timestamp)
+        );
+        assert_eq!(
+            parse_log_line("(1.0) can0 123#00 R extra"),
+            Err(LogLineError::Shape)
+        );
+        assert!(matches!(
+            parse_log_line("(1.0) can0 800#00"),
+            Err(LogLineError::Frame(FrameError::StdIdOutOfRange(0x800)))
+        ));
+    }
+
+    #[test]
+    fn screen_lines_look_like_candump() {
+        let mut s = ScreenFormat::new(TimeMode::None);
+        let mut out = Vec::new();
+        s.write_line(&frame("123#DEADBEEF", 0, Channel::NONE), &mut out);
+        s.write_line(&frame("12345678#0011", 0, Channel::NONE), &mut out);
+        s.write_line(&frame("123#R4", 0, Channel::NONE), &mut out);
+        s.write_line(
+            &frame("123##1000102030405060708090A0B0C0D0E0F", 0, Channel::NONE),
+            &mut out,
+        );
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "  vcan0  123   [4]  DE AD BE EF");
+        assert_eq!(lines[1], "  vcan0  12345678   [2]  00 11");
+        assert_eq!(lines[2], "  vcan0  123   [4]  remote request");
+        assert_eq!(
+            lines[3],
+            "  vcan0  123  [16]  00 01 02 03 04 05 06 07 08 09 0A 0B 0C 0D 0E 0F"
+        );
+
+        let mut z = ScreenFormat::new(TimeMode::Zero);
+        let mut out = Vec::new();
+        z.write_line(&frame("1#", 1_000_000_000, Channel::NONE), &mut out);
+        z.write_line(&frame("1#", 1_250_000_000, Channel::NONE), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.lines().nth(1).unwrap().starts_with(" (000.250000)"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! Traffic generation as can-utils' cangen does it: ID, length and data each random,
+//! incrementing or fixed; classic, extended, FD (with BRS/ESI) or remote frames.
+//!
+//! [`Generator::next_frame`] allocates nothing, so `gen` can run at the kernel's rate.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::frame::{flags, CanFrame, FrameError, FD_LENGTHS};
+
+/// How one field of the generated frames changes from frame to frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode<T> {
+    /// `r`: random.
+    Random,
+    /// `i`: incrementing (wrapping within the allowed range).
+    Increment,
+    /// A fixed value.
+    Fixed(T),
+}
+
+/// A `-I`/`-L`/`-D` argument that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModeError(pub String);
+
+impl fmt::Display for ModeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ModeError {}
+
+fn parse_mode<T>(
+    s: &str,
+    what: &str,
+    fixed: impl Fn(&str) -> Option<T>,
+) -> Result<Mode<T>, ModeError> {
+    match s {
+        "r" => Ok(Mode::Random),
+        "i" => Ok(Mode::Increment),
+        _ => fixed(s).map(Mode::Fixed).ok_or_else(|| {
+            ModeError(format!(
+                "{what} mode '{s}' is not 'r' (random), 'i' (increment) or a {what}"
+            ))
+        }),
+    }
+}
+
+/// `-I`: `r`, `i` or a hex ID.
+pub fn parse_id_mode(s: &str) -> Result<Mode<u32>, ModeError> {
+    parse_mode(s, "hex ID", |t| u32::from_str_radix(t, 16).ok())
+}
+
+/// `-L`: `r`, `i` or a decimal length.
+pub fn parse_len_mode(s: &str) -> Result<Mode<u8>, ModeError> {
+    parse_mode(s, "length", |t| t.parse().ok())
+}
+
+/// `-D`: `r`, `i` or hex payload bytes.
+pub fn parse_data_mode(s: &str) -> Result<Mode<Payload>, ModeError> {
+    parse_mode(s, "hex payload", |t| t.parse().ok())
+}
+
+/// Fixed payload bytes for `-D <hex>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Payload {
+    bytes: [u8; 64],
+    len: u8,
+}
+
+impl FromStr for Payload {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Payload, ()> {
+        let s = s.as_bytes();
+        if s.len() % 2 != 0 || s.len() > 128 {
+            return Err(());
+        }
+        let mut bytes = [0u8; 64];
+        for (i, pair) in s.chunks(2).enumerate() {
+            let text = std::str::from_utf8(pair).map_err(|_| ())?;
+            bytes[i] = u8::from_str_radix(text, 16).map_err(|_| ())?;
+        }
+        Ok(Payload {
+            bytes,
+            len: (s.len() / 2) as u8,
+        })
+    }
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenConfig {
+    pub id: Mode<u32>,
+    pub len: Mode<u8>,
+    pub data: Mode<Payload>,
+    pub extended: bool,
+    pub fd: bool,
+    pub brs: bool,
+    pub esi: bool,
+    pub remote: bool,
+    pub seed: u64,
+}
+
+impl Default for GenConfig {
+    fn default() -> Self {
+        GenConfig {
+            id: Mode::Random,
+            len: Mode::Random,
+            data: Mode::Random,
+            extended: false,
+            fd: false,
+            brs: false,
+            esi: false,
+            remote: false,
+            seed: 0x9E37_79B9_7F4A_7C15,
+        }
+    }
+}
+
+/// Produces frames per a [`GenConfig`]; each is valid by construction.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    cfg: GenConfig,
+    rng: u64,
+    counter: u64,
+}
+
+impl Generator {
+    /// Checks the combination once, so that every generated frame is valid.
+    pub fn new(cfg: GenConfig) -> Result<Generator, FrameError> {
+        let mut g = Generator {
+            rng: cfg.seed | 1,
+            cfg,
+            counter: 0,
+        };
+        let fd = g.cfg.fd || g.cfg.brs || g.cfg.esi;
+        g.cfg.fd = fd;
+        if g.cfg.remote && fd {
+            return Err(FrameError::RemoteFd);
+        }
+        let id_limit = if g.cfg.extended { 0x2000_0000 } else { 0x800 };
+        if let Mode::Fixed(id) = g.cfg.id {
+            if id >= id_limit {
+                return Err(if g.cfg.extended {
+                    FrameError::ExtIdOutOfRange(id)
+                } else {
+                    FrameError::StdIdOutOfRange(id)
+                });
+            }
+        }
+        if let Mode::Fixed(len) = g.cfg.len {
+            if fd && !FD_LENGTHS.contains(&len) {
+                return Err(FrameError::FdLengthNotAllowed(len as usize));
+            }
+            if !fd && len > 8 {
+                return Err(FrameError::ClassicTooLong(len as usize));
+            }
+        }
+        if let Mode::Fixed(p) = &g.cfg.data {
+            let max = if fd { 64 } else { 8 };
+            if p.len > max {
+                return Err(if fd {
+                    FrameError::FdLengthNotAllowed(p.len as usize)
+                } else {
+                    FrameError::ClassicTooLong(p.len as usize)
+                });
+            }
+        }
+        // Validate one frame now so that a bad combination fails before anything is sent.
+        g.clone().next_frame().validate()?;
+        Ok(g)
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: fast, no allocation, good enough for test traffic.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// The next frame (timestamp, channel and sender left empty).
+    pub fn next_frame(&mut self) -> CanFrame {
+        let n = self.counter;
+        self.counter = self.counter.wrapping_add(1);
+        let cfg_fd = self.cfg.fd;
+        let id_limit: u64 = if self.cfg.extended {
+            0x2000_0000
+        } else {
+            0x800
+        };
+        let id = match self.cfg.id {
+            Mode::Random => (self.random() % id_limit) as u32,
+            Mode::Increment => (n % id_limit) as u32,
+            Mode::Fixed(id) => id,
+        };
+        let len = if let Mode::Fixed(p) = &self.cfg.data {
+            if matches!(self.cfg.len, Mode::Fixed(_)) {
+                self.fixed_len()
+            } else {
+                fit_len(p.len, cfg_fd)
+            }
+        } else {
+            match self.cfg.len {
+                Mode::Random => {
+                    let r = self.random();
+                    if cfg_fd {
+                        FD_LENGTHS[(r % 16) as usize]
+                    } else {
+                        (r % 9) as u8
+                    }
+                }
+                Mode::Increment => {
+                    if cfg_fd {
+                        FD_LENGTHS[(n % 16) as usize]
+                    } else {
+                        (n % 9) as u8
+                    }
+                }
+                Mode::Fixed(_) => self.fixed_len(),
+            }
+        };
+        let mut f = CanFrame::EMPTY;
+        f.id = id;
+        f.len = len;
+        f.flags = if self.cfg.extended {
+            flags::EXTENDED
+        } else {
+            0
+        };
+        if self.cfg.remote {
+            f.flags |= flags::RTR;
+            f.len = len.min(8);
+            return f;
+        }
+        if cfg_fd {
+            f.flags |= flags::FD;
+            if self.cfg.brs {
+                f.flags |= flags::BRS;
+            }
+            if self.cfg.esi {
+                f.flags |= flags::ESI;
+            }
+        }
+        let len = len as usize;
+        match &self.cfg.data {
+            Mode::Random => {
+                let mut i = 0;
+                while i < len {
+                    let r = self.random().to_le_bytes();
+                    let k = (len - i).min(8);
+                    f.data[i..i + k].copy_from_slice(&r[..k]);
+                    i += k;
+                }
+            }
+            Mode::Increment => {
+                // cangen -D i: the payload is a little-endian counter.
+                let c = n.to_le_bytes();
+                for (i, b) in f.data[..len].iter_mut().enumerate() {
+                    *b = if i < 8 { c[i] } else { 0 };
+                }
+            }
+            Mode::Fixed(p) => {
+                let k = len.min(p.len as usize);
+                f.data[..k].copy_from_slice(&p.bytes[..k]);
+            }
+        }
+        f
+    }
+
+    fn fixed_len(&self) -> u8 {
+        match self.cfg.len {
+            Mode::Fixed(l) => l,
+            _ => 0,
+        }
+    }
+}
+
+/// The smallest allowed length that holds `n` bytes.
+fn fit_len(n: u8, fd: bool) -> u8 {
+    if !fd {
+        return n.min(8);
+    }
+    *FD_LENGTHS.iter().find(|&&l| l >= n).unwrap_or(&64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mode_makes_valid_frames() {
+        let combos = [
+            (false, false, false, false, false),
+            (true, false, false, false, false),
+            (false, true, false, false, false),
+            (true, true, true, false, false),
+            (false, true, false, true, false),
+            (true, false, false, false, true),
+        ];
+        for (ext, fd, brs, esi, remote) in combos {
+            for (id, len, data) in [("r", "r", "r"), ("i", "i", "i"), ("123", "8", "DEADBEEF")] {
+                let cfg = GenConfig {
+                    id: parse_id_mode(id).unwrap(),
+                    len: parse_len_mode(len).unwrap(),
+                    data: parse_data_mode(data).unwrap(),
+                    extended: ext,
+                    fd,
+                    brs,
+                    esi,
+                    remote,
+                    ..GenConfig::default()
+                };
+                let mut g = Generator::new(cfg).unwrap();
+                for _ in 0..2000 {
+                    let f = g.next_frame();
+                    f.validate().unwrap_or_else(|e| panic!("{f}: {e}"));
+                    assert_eq!(f.is_extended(), ext);
+                    assert_eq!(f.is_fd(), fd || brs || esi);
+                    assert_eq!(f.is_remote(), remote);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn increment_and_fixed() {
+        let mut g = Generator::new(GenConfig {
+            id: Mode::Increment,
+            len: Mode::Fixed(2),
+            data: Mode::Increment,
+            ..GenConfig::default()
+        })
+        .unwrap();
+        let a = g.next_frame();
+        let b = g.next_frame();
+        assert_eq!((a.id, b.id), (0, 1));
+        assert_eq!((a.payload(), b.payload()), (&[0u8, 0][..], &[1u8, 0][..]));
+
+        let mut g = Generator::new(GenConfig {
+            id: Mode::Fixed(0x42),
+            data: parse_data_mode("AABB").unwrap(),
+            ..GenConfig::default()
+        })
+        .unwrap();
+        let f = g.next_frame();
+        assert_eq!((f.id, f.payload()), (0x42, &[0xAA, 0xBB][..]));
+    }
+
+    #[test]
+    fn refuses_bad_combinations() {
+        let bad = |cfg: GenConfig| Generator::new(cfg).unwrap_err();
+        assert_eq!(
+            bad(GenConfig {
+                id: Mode::Fixed(0x800),
+                ..Default::default()
+            }),
+            FrameError::StdIdOutOfRange(0x800)
+        );
+        assert_eq!(
+            bad(GenConfig {
+                fd: true,
+                remote: true,
+                ..Default::default()
+            }),
+            FrameError::RemoteFd
+        );
+        assert_eq!(
+            bad(GenConfig {
+                fd: true,
+                len: Mode::Fixed(9),
+                ..Default::default()
+            }),
+            FrameError::FdLengthNotAllowed(9)
+        );
+        assert!(parse_id_mode("xyz")
+            .unwrap_err()
+            .to_string()
+            .contains("xyz"));
+        assert!(parse_data_mode("ABC").is_err());
+    }
+}
