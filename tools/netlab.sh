@@ -18,7 +18,7 @@
 #       private namespace. Host i has 10.77.0.i/24 and fd77::i/64 (nodad) on v0, lo up
 #       and the route 224.0.0.0/4 dev v0. CMD runs in the parent namespace with:
 #         LAB_N=N  LAB_HOSTS="1 2 … N"  LAB_DIR=<state dir>
-#         LAB_EXEC="<abs path>/netlab.sh exec"   ->  "$LAB_EXEC" i CMD...  runs in host i
+#         LAB_EXEC=<state dir>/exec   ->   "$LAB_EXEC" i CMD...   runs CMD in host i
 #       Everything is torn down when CMD exits, fails or is interrupted.
 #   tools/netlab.sh exec I CMD...     (inside `hosts`) run CMD in host I.
 #   tools/netlab.sh selftest [PYTHON] python-can -> python-can over IPv4 and IPv6, in `run`
@@ -153,7 +153,10 @@ cmd_hosts_inner() {
         ip link set "h$i" up
         nsenter -t "$pid" -n "$SELF" _host-setup "$i"
     done
-    export LAB_N=$n LAB_DIR=$LAB_STATE LAB_EXEC="$SELF exec"
+    # LAB_EXEC is one path, so both "$LAB_EXEC" and $LAB_EXEC work in CMD.
+    printf '#!/bin/sh\nLAB_DIR=%q exec %q exec "$@"\n' "$LAB_STATE" "$SELF" >"$LAB_STATE/exec"
+    chmod +x "$LAB_STATE/exec"
+    export LAB_N=$n LAB_DIR=$LAB_STATE LAB_EXEC=$LAB_STATE/exec
     LAB_HOSTS=$(seq -s ' ' 1 "$n")
     export LAB_HOSTS
     # CMD runs in the background so that a signal to us is handled at once (bash runs
