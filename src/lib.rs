@@ -8,11 +8,14 @@
 //!                                                               │
 //! frame (the one frame type everything carries)                 └──► record (.cmc)
 //! ```
+pub mod bus;
 pub mod convert;
 pub mod filter;
 pub mod frame;
 pub mod gen;
 pub mod recv;
+pub mod send;
+pub mod socket;
 pub mod summary;
 pub mod wire;
 

@@ -2,6 +2,8 @@
 //! metadata. io_uring (multishot recvmsg, provided-buffer ring) or recvmmsg.
 
 pub mod cmsg;
+pub mod mmsg;
+pub mod uring;
 
 use std::io;
 use std::time::Duration;
@@ -44,4 +46,39 @@ pub trait DatagramSource: Send {
 
     /// The path actually in use (`Uring` or `Mmsg`), for summaries.
     fn mode(&self) -> IoMode;
+}
+
+pub use mmsg::RecvConfig;
+
+/// Opens the receive path `mode` asks for on a configured socket.
+///
+/// With [`IoMode::Auto`], io_uring is tried first and recvmmsg taken when io_uring is
+/// disabled, missing or too old; the second value then says why, so that commands can
+/// report the choice. An explicit [`IoMode::Uring`] fails instead of falling back.
+pub fn open_source(
+    sock: socket2::Socket,
+    mode: IoMode,
+    cfg: &RecvConfig,
+) -> io::Result<(Box<dyn DatagramSource>, Option<String>)> {
+    let uring = |sock| -> io::Result<Box<dyn DatagramSource>> {
+        uring::probe()?;
+        let src = uring::UringSource::new(sock, cfg.batch, cfg.buf_size, uring::DEFAULT_BUF_COUNT)?;
+        Ok(Box::new(src))
+    };
+    match mode {
+        IoMode::Mmsg => Ok((Box::new(mmsg::MmsgSource::new(sock, cfg)?), None)),
+        IoMode::Uring => Ok((uring(sock)?, None)),
+        IoMode::Auto => {
+            // A duplicate descriptor keeps the socket (and its group membership) alive
+            // for the fallback if io_uring setup consumes and drops the original.
+            let spare = sock.try_clone()?;
+            match uring(sock) {
+                Ok(src) => Ok((src, None)),
+                Err(e) => {
+                    let note = format!("io_uring unavailable ({e}); using recvmmsg");
+                    Ok((Box::new(mmsg::MmsgSource::new(spare, cfg)?), Some(note)))
+                }
+            }
+        }
+    }
 }

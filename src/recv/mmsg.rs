@@ -1,0 +1,243 @@
+//! The recvmmsg receive path: `poll(2)` for readiness, then `recvmmsg` a batch at a time
+//! into buffers allocated once. The fallback when io_uring is unavailable, and the
+//! baseline it is measured against.
+
+use std::io;
+use std::mem;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use socket2::Socket;
+
+use super::{cmsg, DatagramSource, IoMode, RecvMeta};
+
+/// Batch and buffer sizes of a receive loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecvConfig {
+    /// Datagrams per `recvmmsg` call (or buffers per ring).
+    pub batch: usize,
+    /// Bytes per datagram buffer; longer datagrams are cut and flagged `truncated`.
+    pub buf_size: usize,
+}
+
+impl Default for RecvConfig {
+    fn default() -> Self {
+        RecvConfig {
+            batch: 64,
+            buf_size: 2048,
+        }
+    }
+}
+
+/// Batches per `poll` call before handing control back, so one busy socket cannot keep
+/// the caller from its timeout forever.
+const MAX_BATCHES: usize = 8;
+
+/// Control buffer of one message, aligned for `cmsghdr`.
+type Control = [u64; cmsg::CONTROL_LEN.div_ceil(8)];
+
+/// A [`DatagramSource`] over `recvmmsg`.
+pub struct MmsgSource {
+    sock: Socket,
+    batch: usize,
+    buf_size: usize,
+    // Allocated once in `new`; `hdrs` and `iovs` point into the others.
+    payload: Box<[u8]>,
+    control: Box<[Control]>,
+    names: Box<[libc::sockaddr_storage]>,
+    iovs: Box<[libc::iovec]>,
+    hdrs: Box<[libc::mmsghdr]>,
+}
+
+// SAFETY: the raw pointers in `iovs` and `hdrs` point only into buffers this struct owns
+// and are rewritten before each use, so sending it to another thread sends sole
+// ownership of everything they reach.
+unsafe impl Send for MmsgSource {}
+
+impl MmsgSource {
+    /// Takes a bound, joined socket (see [`crate::socket::RecvSocket`]) and allocates
+    /// every buffer the loop will use.
+    pub fn new(sock: Socket, cfg: &RecvConfig) -> io::Result<Self> {
+        if cfg.batch == 0 || cfg.buf_size == 0 || cfg.batch > 1024 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "receive batch must be 1..=1024 and buffers non-empty (got batch {}, buffer {})",
+                    cfg.batch, cfg.buf_size
+                ),
+            ));
+        }
+        let batch = cfg.batch;
+        let payload = vec![0u8; batch * cfg.buf_size].into_boxed_slice();
+        let control = vec![[0u64; cmsg::CONTROL_LEN.div_ceil(8)]; batch].into_boxed_slice();
+        // SAFETY: sockaddr_storage is plain old data; all zeroes is a valid value.
+        let names =
+            vec![unsafe { mem::zeroed::<libc::sockaddr_storage>() }; batch].into_boxed_slice();
+        // SAFETY: iovec and mmsghdr are plain old data; all zeroes is a valid value.
+        // `prepare` points them at the buffers before every call.
+        let iovs = vec![unsafe { mem::zeroed::<libc::iovec>() }; batch].into_boxed_slice();
+        // SAFETY: as above.
+        let hdrs = vec![unsafe { mem::zeroed::<libc::mmsghdr>() }; batch].into_boxed_slice();
+        let mut s = MmsgSource {
+            sock,
+            batch,
+            buf_size: cfg.buf_size,
+            payload,
+            control,
+            names,
+            iovs,
+            hdrs,
+        };
+        s.prepare();
+        Ok(s)
+    }
+
+    /// Points every header at its buffers and restores the in/out lengths the kernel
+    /// overwrote in the last call. Done per call (a few stores per message) so no
+    /// pointer outlives the borrow it came from.
+    fn prepare(&mut self) {
+        let bufs = self.payload.chunks_exact_mut(self.buf_size);
+        let parts = self
+            .hdrs
+            .iter_mut()
+            .zip(self.iovs.iter_mut())
+            .zip(self.names.iter_mut())
+            .zip(self.control.iter_mut())
+            .zip(bufs);
+        for ((((h, iov), name), ctl), buf) in parts {
+            iov.iov_base = buf.as_mut_ptr().cast();
+            iov.iov_len = buf.len();
+            h.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+            h.msg_hdr.msg_namelen = mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_control = ctl.as_mut_ptr().cast();
+            h.msg_hdr.msg_controllen = mem::size_of::<Control>();
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+        }
+    }
+
+    /// One non-blocking `recvmmsg`; `Ok(0)` when nothing is queued.
+    fn recv_batch(&mut self) -> io::Result<usize> {
+        self.prepare();
+        // SAFETY: `prepare` just pointed every header into buffers owned by `self` with
+        // their lengths; the kernel writes at most those lengths. No timeout pointer.
+        let n = unsafe {
+            libc::recvmmsg(
+                self.sock.as_raw_fd(),
+                self.hdrs.as_mut_ptr(),
+                self.batch as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(0),
+            _ => Err(e),
+        }
+    }
+
+    fn deliver(&self, n: usize, on_datagram: &mut dyn FnMut(&[u8], &RecvMeta)) {
+        for i in 0..n {
+            let h = &self.hdrs[i];
+            let len = (h.msg_len as usize).min(self.buf_size);
+            let start = i * self.buf_size;
+            // SAFETY: `Control` is a plain array of u64; viewing its bytes is sound.
+            let ctl: &[u8] = unsafe {
+                std::slice::from_raw_parts(
+                    self.control[i].as_ptr().cast::<u8>(),
+                    mem::size_of::<Control>(),
+                )
+            };
+            let ctl_len = h.msg_hdr.msg_controllen.min(ctl.len());
+            // SAFETY: sockaddr_storage is plain old data; viewing its bytes is sound.
+            let name: &[u8] = unsafe {
+                std::slice::from_raw_parts(
+                    (&self.names[i] as *const libc::sockaddr_storage).cast::<u8>(),
+                    mem::size_of::<libc::sockaddr_storage>(),
+                )
+            };
+            let name_len = (h.msg_hdr.msg_namelen as usize).min(name.len());
+            let mut meta = RecvMeta {
+                sender: cmsg::parse_sockaddr(&name[..name_len]),
+                truncated: h.msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+                ..RecvMeta::default()
+            };
+            cmsg::parse_control(&ctl[..ctl_len], &mut meta);
+            on_datagram(&self.payload[start..start + len], &meta);
+        }
+    }
+
+    /// Waits for readiness; `Ok(false)` on timeout or a signal.
+    fn wait(&self, timeout: Duration) -> io::Result<bool> {
+        let ms = timeout.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i32;
+        let mut pfd = libc::pollfd {
+            fd: self.sock.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, count 1.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc >= 0 {
+            return Ok(rc > 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            Ok(false)
+        } else {
+            Err(e)
+        }
+    }
+}
+
+impl DatagramSource for MmsgSource {
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        on_datagram: &mut dyn FnMut(&[u8], &RecvMeta),
+    ) -> io::Result<usize> {
+        // Under load data is already queued: try first, and only sleep in poll(2) when
+        // the queue is empty.
+        let mut n = self.recv_batch()?;
+        if n == 0 {
+            if !self.wait(timeout)? {
+                return Ok(0);
+            }
+            n = self.recv_batch()?;
+        }
+        let mut total = 0;
+        for round in 1..=MAX_BATCHES {
+            self.deliver(n, on_datagram);
+            total += n;
+            // A short batch means the queue is drained: skip the syscall that would say so.
+            if n < self.batch || round == MAX_BATCHES {
+                break;
+            }
+            n = self.recv_batch()?;
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    fn mode(&self) -> IoMode {
+        IoMode::Mmsg
+    }
+}
+
+impl std::fmt::Debug for MmsgSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmsgSource")
+            .field("fd", &self.sock.as_raw_fd())
+            .field("batch", &self.batch)
+            .field("buf_size", &self.buf_size)
+            .field("iovs", &self.iovs.len())
+            .finish()
+    }
+}

@@ -1,0 +1,342 @@
+//! Batching sender: queues datagrams in preallocated slots and sends them with one
+//! `sendmmsg` per batch, runs of equal-sized datagrams packed into UDP GSO
+//! super-datagrams the kernel splits again. This is what lets replay go past the
+//! ~350 000 datagrams/s one `send` per datagram reaches.
+//!
+//! The kernel splits a GSO message into segments of `UDP_SEGMENT` bytes, the last one
+//! possibly shorter; receivers see ordinary datagrams, in order.
+
+use std::io;
+use std::mem;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use crate::socket::SendSocket;
+
+/// Datagrams queued before a flush.
+const BATCH: usize = 256;
+/// Segments per GSO message (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
+const MAX_SEGMENTS: usize = 64;
+/// Payload bytes per GSO message, under the 65 507-byte UDP limit.
+const MAX_GSO_BYTES: usize = 65_000;
+/// Consecutive ENOBUFS / EAGAIN answers before `flush` gives up and reports the error
+/// (the datagrams stay queued). About a second with the back-off below.
+const MAX_BUSY_RETRIES: u32 = 20_000;
+
+/// One `UDP_SEGMENT` control message: header plus a u16, padded to `CMSG_SPACE(2)`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct GsoCmsg {
+    hdr: libc::cmsghdr,
+    segment: u16,
+    _pad: [u8; 6],
+}
+
+#[derive(Clone, Copy, Default)]
+struct Slot {
+    off: usize,
+    len: usize,
+}
+
+/// Sends many datagrams per system call over a [`SendSocket`]. Allocates only in
+/// [`BatchSender::new`].
+///
+/// Datagrams go out in the order they were pushed. On an error, those not yet sent stay
+/// queued and the next [`flush`](BatchSender::flush) retries them; none is sent twice.
+/// Dropping the sender flushes what is queued, ignoring errors.
+pub struct BatchSender {
+    sock: SendSocket,
+    max_datagram: usize,
+    /// Datagrams packed back to back, so a run of them is one contiguous GSO payload.
+    buf: Box<[u8]>,
+    used: usize,
+    slots: Box<[Slot]>,
+    queued: usize,
+    /// Slots before this one were sent by a flush that then failed.
+    first_unsent: usize,
+    msgs: Box<[libc::mmsghdr]>,
+    iovs: Box<[libc::iovec]>,
+    ctls: Box<[GsoCmsg]>,
+    /// Per message: its first slot and how many slots it carries.
+    msg_slots: Box<[(usize, usize)]>,
+    gso: bool,
+    sent: u64,
+    messages: u64,
+    syscalls: u64,
+}
+
+// SAFETY: the raw pointers in `msgs` and `iovs` point only into buffers this struct owns
+// and are rewritten before every send, so moving it to another thread moves sole
+// ownership of everything they reach.
+unsafe impl Send for BatchSender {}
+
+impl BatchSender {
+    /// Queues up to 256 datagrams of at most `max_datagram` bytes each. GSO is used
+    /// when the kernel has it (Linux 4.18+).
+    pub fn new(sock: SendSocket, max_datagram: usize) -> Self {
+        let max_datagram = max_datagram.clamp(1, MAX_GSO_BYTES);
+        let gso = probe_gso(&sock);
+        // SAFETY: cmsghdr, mmsghdr and iovec are plain old data; all zeroes is valid.
+        let (hdr, msg, iov) = unsafe {
+            (
+                mem::zeroed::<libc::cmsghdr>(),
+                mem::zeroed::<libc::mmsghdr>(),
+                mem::zeroed::<libc::iovec>(),
+            )
+        };
+        let ctl = GsoCmsg {
+            hdr,
+            segment: 0,
+            _pad: [0; 6],
+        };
+        BatchSender {
+            sock,
+            max_datagram,
+            buf: vec![0u8; BATCH * max_datagram].into_boxed_slice(),
+            used: 0,
+            slots: vec![Slot::default(); BATCH].into_boxed_slice(),
+            queued: 0,
+            first_unsent: 0,
+            msgs: vec![msg; BATCH].into_boxed_slice(),
+            iovs: vec![iov; BATCH].into_boxed_slice(),
+            ctls: vec![ctl; BATCH].into_boxed_slice(),
+            msg_slots: vec![(0, 0); BATCH].into_boxed_slice(),
+            gso,
+            sent: 0,
+            messages: 0,
+            syscalls: 0,
+        }
+    }
+
+    /// Queues one datagram: `write` fills the slot it is given (`max_datagram` bytes)
+    /// and returns the datagram's length. A full queue is sent first.
+    ///
+    /// `Ok` means the datagram is queued, an error that it is not: a length above
+    /// `max_datagram` (`InvalidInput`), or a full queue that could not be sent (then
+    /// `write` is not called).
+    pub fn push_with(&mut self, write: impl FnOnce(&mut [u8]) -> usize) -> io::Result<()> {
+        if self.queued == BATCH {
+            self.flush()?;
+        }
+        // `used <= queued * max_datagram`, so a free slot always has room.
+        let len = write(&mut self.buf[self.used..self.used + self.max_datagram]);
+        if len > self.max_datagram {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "datagram of {len} bytes exceeds the sender's maximum of {}",
+                    self.max_datagram
+                ),
+            ));
+        }
+        self.slots[self.queued] = Slot {
+            off: self.used,
+            len,
+        };
+        self.used += len;
+        self.queued += 1;
+        Ok(())
+    }
+
+    /// Queues a copy of `datagram`.
+    pub fn push(&mut self, datagram: &[u8]) -> io::Result<()> {
+        self.push_with(|slot| {
+            let n = datagram.len().min(slot.len());
+            slot[..n].copy_from_slice(&datagram[..n]);
+            datagram.len()
+        })
+    }
+
+    /// Sends everything queued. Retries partial sends and a full socket or device queue
+    /// (ENOBUFS / EAGAIN) after a brief pause.
+    pub fn flush(&mut self) -> io::Result<()> {
+        let mut busy = 0u32;
+        while self.first_unsent < self.queued {
+            let n_msgs = self.build_messages();
+            self.syscalls += 1;
+            // SAFETY: `build_messages` just pointed the first `n_msgs` headers at iovecs
+            // into `self.buf` and control messages in `self.ctls`, all owned by `self`
+            // and alive for the call; the kernel only reads them (and writes msg_len).
+            let rc = unsafe {
+                libc::sendmmsg(
+                    self.sock.socket().as_raw_fd(),
+                    self.msgs.as_mut_ptr(),
+                    n_msgs as libc::c_uint,
+                    0,
+                )
+            };
+            if rc > 0 {
+                // The first `rc` messages went out whole; resume after them.
+                let (first, count) = self.msg_slots[rc as usize - 1];
+                let done = first + count;
+                self.sent += (done - self.first_unsent) as u64;
+                self.messages += rc as u64;
+                self.first_unsent = done;
+                busy = 0;
+                continue;
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error().unwrap_or(0) {
+                libc::EINTR => {}
+                libc::ENOBUFS | libc::EAGAIN if busy < MAX_BUSY_RETRIES => {
+                    busy += 1;
+                    if busy < 16 {
+                        std::thread::yield_now();
+                    } else {
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                }
+                // The first message was refused: if it was a GSO one, the kernel or
+                // the route cannot segment. Send plainly from now on.
+                libc::EINVAL | libc::EIO | libc::ENOPROTOOPT | libc::EOPNOTSUPP
+                    if self.gso && self.msg_slots[0].1 > 1 =>
+                {
+                    self.gso = false;
+                }
+                _ => return Err(e),
+            }
+        }
+        self.queued = 0;
+        self.used = 0;
+        self.first_unsent = 0;
+        Ok(())
+    }
+
+    /// Groups the unsent slots into messages and points the headers at them; returns
+    /// how many messages there are.
+    fn build_messages(&mut self) -> usize {
+        let mut m = 0;
+        let mut i = self.first_unsent;
+        while i < self.queued {
+            let seg = self.slots[i].len;
+            let mut j = i + 1;
+            let mut bytes = seg;
+            if self.gso && seg > 0 {
+                while j < self.queued
+                    && j - i < MAX_SEGMENTS
+                    && self.slots[j].len == seg
+                    && bytes + seg <= MAX_GSO_BYTES
+                {
+                    bytes += seg;
+                    j += 1;
+                }
+                // GSO lets the last segment be shorter: take one odd tail along.
+                if j < self.queued
+                    && j - i < MAX_SEGMENTS
+                    && (1..seg).contains(&self.slots[j].len)
+                    && bytes + self.slots[j].len <= MAX_GSO_BYTES
+                {
+                    bytes += self.slots[j].len;
+                    j += 1;
+                }
+            }
+            self.iovs[m] = libc::iovec {
+                iov_base: self.buf[self.slots[i].off..].as_mut_ptr().cast(),
+                iov_len: bytes,
+            };
+            let hdr = &mut self.msgs[m].msg_hdr;
+            hdr.msg_name = std::ptr::null_mut();
+            hdr.msg_namelen = 0;
+            hdr.msg_iov = &mut self.iovs[m];
+            hdr.msg_iovlen = 1;
+            hdr.msg_flags = 0;
+            if j - i > 1 {
+                let ctl = &mut self.ctls[m];
+                // SAFETY: CMSG_LEN is pure arithmetic on the length.
+                ctl.hdr.cmsg_len = unsafe { libc::CMSG_LEN(mem::size_of::<u16>() as u32) } as _;
+                ctl.hdr.cmsg_level = libc::SOL_UDP;
+                ctl.hdr.cmsg_type = libc::UDP_SEGMENT;
+                ctl.segment = seg as u16;
+                hdr.msg_control = (ctl as *mut GsoCmsg).cast();
+                hdr.msg_controllen = mem::size_of::<GsoCmsg>() as _;
+            } else {
+                hdr.msg_control = std::ptr::null_mut();
+                hdr.msg_controllen = 0;
+            }
+            self.msg_slots[m] = (i, j - i);
+            m += 1;
+            i = j;
+        }
+        m
+    }
+
+    /// Datagrams the kernel accepted so far.
+    pub fn datagrams_sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Messages the kernel accepted so far: a GSO message carrying many datagrams
+    /// counts once. `datagrams_sent / messages_sent` is the GSO packing factor.
+    pub fn messages_sent(&self) -> u64 {
+        self.messages
+    }
+
+    /// `sendmmsg` calls made so far, failed ones included.
+    pub fn syscalls(&self) -> u64 {
+        self.syscalls
+    }
+
+    /// Whether equal-sized datagrams are still packed into GSO messages (false when the
+    /// kernel lacks UDP GSO or refused it).
+    pub fn gso_enabled(&self) -> bool {
+        self.gso
+    }
+
+    /// Datagrams queued and not yet sent.
+    pub fn pending(&self) -> usize {
+        self.queued - self.first_unsent
+    }
+
+    /// The largest datagram a slot holds.
+    pub fn max_datagram(&self) -> usize {
+        self.max_datagram
+    }
+
+    /// The source address receivers see.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.sock.local_addr()
+    }
+
+    /// The underlying socket.
+    pub fn socket(&self) -> &SendSocket {
+        &self.sock
+    }
+}
+
+impl Drop for BatchSender {
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
+}
+
+impl std::fmt::Debug for BatchSender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchSender")
+            .field("local_addr", &self.sock.local_addr())
+            .field("max_datagram", &self.max_datagram)
+            .field("pending", &self.pending())
+            .field("gso", &self.gso)
+            .field("sent", &self.sent)
+            .field("messages", &self.messages)
+            .field("syscalls", &self.syscalls)
+            .finish()
+    }
+}
+
+/// Kernels without UDP GSO (before 4.18) do not know the `UDP_SEGMENT` option at all.
+fn probe_gso(sock: &SendSocket) -> bool {
+    let mut val: libc::c_int = 0;
+    let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `val` and `len` are live locals of the sizes passed.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.socket().as_raw_fd(),
+            libc::SOL_UDP,
+            libc::UDP_SEGMENT,
+            (&mut val as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    rc == 0
+}
