@@ -352,3 +352,21 @@ fn ipv6_pycan_host_to_canmc_on_two_other_hosts() {
         assert_eq!(got, kinds, "host {h} printed different frames");
     }
 }
+
+/// The lab itself: python-can to python-can over IPv4 and IPv6, in one namespace and
+/// across two hosts. When this fails, the other failures here are the lab's, not canmc's.
+#[test]
+fn lab_carries_python_can_to_python_can() {
+    let out = std::process::Command::new(lab::netlab())
+        .arg("selftest")
+        .arg(lab::python())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run tools/netlab.sh selftest");
+    assert!(
+        out.status.success(),
+        "netlab selftest failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
