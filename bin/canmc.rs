@@ -169,6 +169,9 @@ struct DumpArgs {
     /// Print candump log lines: (seconds.micros) iface ID#DATA.
     #[arg(short = 'L', long = "log")]
     log: bool,
+    /// Print no frames, only the summary (for monitoring and benchmarks).
+    #[arg(short = 'q', long, conflicts_with = "log")]
+    quiet: bool,
     /// Timestamps: a absolute, d delta, z from zero, A date.
     #[arg(short = 't', value_name = "a|d|z|A")]
     time: Option<TimeMode>,
@@ -435,6 +438,10 @@ fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
             filtered += 1;
             continue;
         }
+        printed += 1;
+        if a.quiet {
+            continue;
+        }
         line.clear();
         if a.log {
             write_log_line(&frame, &mut line);
@@ -445,7 +452,6 @@ fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
             write_failed = Some(e);
             break;
         }
-        printed += 1;
     }
     let _ = out.flush();
     drop(out);

@@ -10,10 +10,12 @@
 //! ```
 pub mod bus;
 pub mod convert;
+pub mod engine;
 pub mod filter;
 pub mod frame;
 pub mod gen;
 pub mod recv;
+pub mod ring;
 pub mod send;
 pub mod socket;
 pub mod summary;

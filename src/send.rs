@@ -20,6 +20,8 @@ const BATCH: usize = 256;
 const MAX_SEGMENTS: usize = 64;
 /// Payload bytes per GSO message, under the 65 507-byte UDP limit.
 const MAX_GSO_BYTES: usize = 65_000;
+/// The largest UDP payload over IPv4.
+const MAX_UDP_PAYLOAD: usize = 65_507;
 /// Consecutive ENOBUFS / EAGAIN answers before `flush` gives up and reports the error
 /// (the datagrams stay queued). About a second with the back-off below.
 const MAX_BUSY_RETRIES: u32 = 20_000;
@@ -72,10 +74,10 @@ pub struct BatchSender {
 unsafe impl Send for BatchSender {}
 
 impl BatchSender {
-    /// Queues up to 256 datagrams of at most `max_datagram` bytes each. GSO is used
-    /// when the kernel has it (Linux 4.18+).
+    /// Queues up to 256 datagrams of at most `max_datagram` bytes each (clamped to
+    /// 1..=65 507). GSO is used when the kernel has it (Linux 4.18+).
     pub fn new(sock: SendSocket, max_datagram: usize) -> Self {
-        let max_datagram = max_datagram.clamp(1, MAX_GSO_BYTES);
+        let max_datagram = max_datagram.clamp(1, MAX_UDP_PAYLOAD);
         let gso = probe_gso(&sock);
         // SAFETY: cmsghdr, mmsghdr and iovec are plain old data; all zeroes is valid.
         let (hdr, msg, iov) = unsafe {
@@ -281,6 +283,16 @@ impl BatchSender {
     /// kernel lacks UDP GSO or refused it).
     pub fn gso_enabled(&self) -> bool {
         self.gso
+    }
+
+    /// Throws away every queued datagram (after an error the caller will not retry);
+    /// returns how many.
+    pub fn discard(&mut self) -> usize {
+        let n = self.pending();
+        self.queued = 0;
+        self.used = 0;
+        self.first_unsent = 0;
+        n
     }
 
     /// Datagrams queued and not yet sent.

@@ -196,6 +196,12 @@ fn oversized_datagram_is_rejected_and_nothing_queued() {
     assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     assert!(e.to_string().contains("101 bytes"), "{e}");
     assert_eq!(tx.pending(), 0);
+    tx.push(b"a").unwrap();
+    tx.push(b"bc").unwrap();
+    assert_eq!(tx.pending(), 2);
+    assert_eq!(tx.discard(), 2);
+    tx.flush().unwrap();
+    assert_eq!((tx.datagrams_sent(), tx.syscalls()), (0, 0));
 }
 
 #[test]
@@ -349,6 +355,92 @@ fn iface_given_as_address_works_like_the_name() {
     assert_eq!(got[0].0, b"by address");
 }
 
+fn sh(cmd: &str) {
+    let st = std::process::Command::new("sh")
+        .args(["-c", cmd])
+        .status()
+        .unwrap();
+    assert!(st.success(), "`{cmd}` failed");
+}
+
+/// IPv6 multicast does not run on `lo`, so this test re-runs itself in a network
+/// namespace of its own (`unshare -n`) with a veth pair v0 <-> v1: sender on v0,
+/// receivers on v1, nothing reaches a real interface.
+#[test]
+fn ipv6_group_across_a_veth_pair_in_a_private_namespace() {
+    const NAME: &str = "ipv6_group_across_a_veth_pair_in_a_private_namespace";
+    if std::env::var_os("CANMC_NET_IN_NETNS").is_none() {
+        let out = std::process::Command::new("unshare")
+            .arg("-n")
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .env("CANMC_NET_IN_NETNS", "1")
+            .output()
+            .expect("unshare (util-linux) is needed to make a network namespace");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "namespaced run failed:\n{text}");
+        assert!(
+            text.contains("ipv6 checked"),
+            "namespaced run did not check:\n{text}"
+        );
+        return;
+    }
+    // Inside the namespace: link-local addresses at once (no DAD wait), then the pair.
+    sh(
+        "ip link set lo up && sysctl -qw net.ipv6.conf.default.accept_dad=0 \
+        && sysctl -qw net.ipv6.conf.all.accept_dad=0 \
+        && ip link add v0 type veth peer name v1 && ip link set v0 up && ip link set v1 up",
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut tx_cfg = McastConfig::new(IpAddr::V6(canmc::socket::DEFAULT_GROUP_V6), PORT_BASE + 20);
+    tx_cfg.iface = Some("v0".into());
+    let tx = loop {
+        // The source address appears once the link is up and has its link-local address.
+        match SendSocket::open(&tx_cfg) {
+            Ok(t) if t.local_addr().ip() != IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) => break t,
+            r if Instant::now() > deadline => panic!("v0 never became usable: {:?}", r.err()),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let from = tx.local_addr();
+    assert!(
+        matches!(from.ip(), IpAddr::V6(a) if a.segments()[0] == 0xfe80),
+        "{from}"
+    );
+
+    let mut rx_cfg = tx_cfg.clone();
+    rx_cfg.iface = Some("v1".into());
+    let mut any = source(&rx_cfg, &RecvConfig::default());
+    rx_cfg.sources = vec![from.ip()];
+    let mut from_v0 = source(&rx_cfg, &RecvConfig::default());
+    rx_cfg.sources = vec!["fe80::dead".parse().unwrap()];
+    let mut from_other = source(&rx_cfg, &RecvConfig::default());
+    let mut other_group = rx_cfg.clone();
+    other_group.sources.clear();
+    other_group.group = "ff15::1234".parse().unwrap();
+    let mut other = source(&other_group, &RecvConfig::default());
+
+    let mut batch = BatchSender::new(tx, 1500);
+    let n = 300;
+    for i in 0..n {
+        batch.push(&payload(6, i)).unwrap();
+    }
+    batch.flush().unwrap();
+    for (name, r) in [("any source", &mut any), ("source-specific", &mut from_v0)] {
+        let got = recv_n(r, n);
+        assert_eq!(got.len(), n, "{name}");
+        for (i, (d, m)) in got.iter().enumerate() {
+            assert_eq!(d, &payload(6, i), "{name} datagram {i}");
+            let s = m.sender.get().unwrap();
+            assert_eq!((s.ip(), s.port()), (from.ip(), from.port()), "{name}");
+        }
+    }
+    assert!(drain(&mut from_other, Duration::from_millis(200)).is_empty());
+    assert!(drain(&mut other, Duration::from_millis(100)).is_empty());
+    println!("ipv6 checked: {n} datagrams, GSO {}", batch.gso_enabled());
+}
+
 /// What `SO_RCVBUF` reads back after asking for `want` bytes without CAP_NET_ADMIN.
 fn capped(want: usize) -> usize {
     let max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
@@ -448,8 +540,20 @@ fn drop_net_admin() {
     assert_eq!(rc, 0, "capset: {}", io::Error::last_os_error());
 }
 
+/// Dropped by the network stack's per-CPU backlog (`netdev_max_backlog`), before any
+/// socket: the second column of /proc/net/softnet_stat, summed over CPUs.
+fn backlog_drops() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(|h| u64::from_str_radix(h, 16).unwrap())
+        .sum()
+}
+
 /// Send rates on lo: one `send` per datagram vs `BatchSender` (sendmmsg + GSO), with an
-/// mmsg receiver draining in another thread. `cargo test --release --test net_lo -- --ignored --nocapture`
+/// mmsg receiver draining in another thread.
+/// `cargo test --release --test net_lo measure -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn measure_send_rates() {
@@ -458,44 +562,53 @@ fn measure_send_rates() {
     for (k, batched) in [(12u16, false), (13, true)] {
         let c = cfg(k);
         let mut src = source(&c, &RecvConfig::default());
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop2 = stop.clone();
+        // The receiver counts until the end marker, whose drop counter is final.
         let rx = std::thread::spawn(move || {
-            let (mut n, mut drops) = (0usize, 0u32);
-            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-                n += src
-                    .poll(Duration::from_millis(20), &mut |_, m| {
-                        drops = m.kernel_drops
-                    })
-                    .unwrap();
+            let (mut n, mut drops, mut done) = (0usize, 0u32, false);
+            while !done {
+                src.poll(Duration::from_millis(20), &mut |d, m| {
+                    if d == b"end" {
+                        done = true;
+                        drops = m.kernel_drops;
+                    } else if !done {
+                        n += 1;
+                    }
+                })
+                .unwrap();
             }
-            n += drain(&mut src, Duration::from_millis(100)).len();
             (n, drops)
         });
         let tx = SendSocket::open(&c).unwrap();
+        let backlog_before = backlog_drops();
         let d = [0x5au8; LEN];
         let t = Instant::now();
-        let syscalls = if batched {
+        let (syscalls, tx) = if batched {
             let mut b = BatchSender::new(tx, LEN);
             for _ in 0..N {
                 b.push(&d).unwrap();
             }
             b.flush().unwrap();
             println!("  GSO {}, {} messages", b.gso_enabled(), b.messages_sent());
-            b.syscalls()
+            let s = b.syscalls();
+            (s, SendSocket::open(&c).unwrap())
         } else {
             for _ in 0..N {
                 tx.send(&d).unwrap();
             }
-            N as u64
+            (N as u64, tx)
         };
         let secs = t.elapsed().as_secs_f64();
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        while !rx.is_finished() {
+            tx.send(b"end").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let (got, drops) = rx.join().unwrap();
         println!(
-            "{:>12}: {N} x {LEN} B in {secs:.3} s = {:.0} datagrams/s, {syscalls} syscalls; received {got}, kernel drops {drops}",
+            "{:>12}: {N} x {LEN} B in {secs:.3} s = {:.0} datagrams/s, {syscalls} syscalls; \
+             received {got}, socket drops {drops}, backlog drops {}",
             if batched { "BatchSender" } else { "send" },
-            N as f64 / secs
+            N as f64 / secs,
+            backlog_drops() - backlog_before
         );
     }
 }
