@@ -414,7 +414,7 @@ fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
         },
     )
     .map_err(|e| io_failure("cannot start the engine", e))?;
-    let consumer = handles.remove(0);
+    let mut consumer = handles.remove(0);
     let counters = engine.counters();
 
     let start = Instant::now();
@@ -458,7 +458,9 @@ fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
     status.clear();
     engine.stop();
     let io_name = io_mode_name(engine.io_mode());
-    engine.join();
+    if let Err(e) = engine.join() {
+        eprintln!("canmc: warning: receive thread: {e}");
+    }
     let stats = counters.snapshot();
     let sum = Summary {
         command: "dump",
