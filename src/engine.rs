@@ -274,7 +274,8 @@ const PARK_STEP: Duration = Duration::from_millis(5);
 /// One consumer's end of the engine: a ring of [`Event`]s.
 ///
 /// Can be moved to another thread (or handed to [`Engine::spawn_worker`]); it is used
-/// from one thread at a time.
+/// from one thread at a time. Once a handle is dropped, the frames dispatched to it
+/// fill its ring and then count as ring drops.
 pub struct ConsumerHandle {
     ring: Consumer<Event>,
     wake: Arc<Wake>,
