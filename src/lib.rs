@@ -13,6 +13,7 @@ pub mod filter;
 pub mod frame;
 pub mod gen;
 pub mod recv;
+pub mod seq;
 pub mod summary;
 pub mod wire;
 
