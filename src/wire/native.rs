@@ -276,6 +276,16 @@ pub fn decode(
     datagram: &[u8],
     on_frame: &mut dyn FnMut(&CanFrame),
 ) -> Result<DatagramInfo, DecodeError> {
+    decode_with(datagram, on_frame)
+}
+
+/// [`decode`] with the callback's type known, so the compiler can inline it into the
+/// record loop (what a receive loop that decodes millions of frames per second uses).
+#[inline]
+pub fn decode_with<F: FnMut(&CanFrame)>(
+    datagram: &[u8],
+    mut on_frame: F,
+) -> Result<DatagramInfo, DecodeError> {
     let (h, kind) = common(datagram)?;
     let mut info = DatagramInfo {
         sender_id: h.sender_id.get(),
@@ -289,9 +299,8 @@ pub fn decode(
     if kind != Kind::Frames {
         return Ok(info);
     }
-    let total = h.datagram_len.get() as usize;
     let hlen = h.header_len.get() as usize;
-    // `common` checked hlen ≥ FRAMES_HEADER_LEN and total == datagram.len().
+    // `common` checked FRAMES_HEADER_LEN ≤ hlen ≤ datagram_len == datagram.len().
     let (fh, _) = FramesHeader::ref_from_prefix(&datagram[COMMON_HEADER_LEN..])
         .map_err(|_| DecodeError::Truncated)?;
     let channel = read_channel(&fh.channel)?;
@@ -299,10 +308,10 @@ pub fn decode(
 
     let mut frame = CanFrame::EMPTY;
     frame.channel = channel;
-    // Highest data length written into `frame.data`; bytes past a shorter frame's
-    // length must be zeroed again so decoded frames compare equal.
+    // Bytes of `frame.data` that may be non-zero: a shorter frame after a longer one
+    // must not show the longer one's tail (decoded frames compare equal to sent ones).
     let mut dirty = 0usize;
-    let mut rest = &datagram[hlen..total];
+    let mut rest = &datagram[hlen..];
     let mut left = info.records;
     while left > 0 {
         let Ok((rec, _)) = FrameRecord::ref_from_prefix(rest) else {
@@ -325,7 +334,8 @@ pub fn decode(
             continue;
         }
         let n = wire_data_len(rec.flags, rec.len);
-        if n > 64 || RECORD_HEADER_LEN + n > size {
+        let payload = &this[RECORD_HEADER_LEN..];
+        if n > 64 || n > payload.len() {
             info.error.get_or_insert(DecodeError::BadLength);
             info.bad_records += left + 1;
             break;
@@ -334,12 +344,27 @@ pub fn decode(
         frame.id = rec.id.get();
         frame.flags = rec.flags;
         frame.len = rec.len;
-        frame.data[..n].copy_from_slice(&this[RECORD_HEADER_LEN..RECORD_HEADER_LEN + n]);
-        if n < dirty {
-            frame.data[n..dirty].fill(0);
+        if n <= 8 {
+            // Classic payloads: one fixed-size load of the (padded) record bytes, the
+            // bytes past `n` masked off, instead of a variable-length copy.
+            let word = match payload.len() {
+                8.. => u64::from_le_bytes(payload[..8].try_into().unwrap_or([0; 8])),
+                4.. => u32::from_le_bytes(payload[..4].try_into().unwrap_or([0; 4])) as u64,
+                _ => 0,
+            };
+            frame.data[..8].copy_from_slice(&(word & low_bytes_mask(n)).to_le_bytes());
+            if dirty > 8 {
+                frame.data[8..dirty].fill(0);
+            }
+            dirty = 8;
+        } else {
+            frame.data[..n].copy_from_slice(&payload[..n]);
+            if n < dirty {
+                frame.data[n..dirty].fill(0);
+            }
+            dirty = n;
         }
-        dirty = n;
-        if frame.validate().is_err() {
+        if !quick_valid(&frame) && frame.validate().is_err() {
             info.error.get_or_insert(DecodeError::InvalidFrame);
             info.bad_records += 1;
             continue;
@@ -348,6 +373,29 @@ pub fn decode(
         info.frames += 1;
     }
     Ok(info)
+}
+
+/// A mask keeping the low `n` bytes (`n` ≤ 8) of a little-endian word.
+#[inline(always)]
+fn low_bytes_mask(n: usize) -> u64 {
+    if n >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (8 * n)) - 1
+    }
+}
+
+/// The common frames (classic data, standard or extended) checked in two compares;
+/// everything else goes through [`CanFrame::validate`].
+#[inline(always)]
+fn quick_valid(f: &CanFrame) -> bool {
+    use crate::frame::{flags, EXT_ID_LIMIT, STD_ID_LIMIT};
+    let limit = match f.flags {
+        0 => STD_ID_LIMIT,
+        flags::EXTENDED => EXT_ID_LIMIT,
+        _ => return false,
+    };
+    f.id < limit && f.len <= 8
 }
 
 /// Writes a common header into `buf` (which the caller checked is long enough).
@@ -467,7 +515,7 @@ impl Encoder {
     /// A frame that fails [`CanFrame::validate`] is never written: it is counted in
     /// [`Encoder::rejected`] and `push` returns true, so a caller's retry loop ends.
     pub fn push(&mut self, buf: &mut [u8], frame: &CanFrame) -> bool {
-        if frame.validate().is_err() {
+        if !quick_valid(frame) && frame.validate().is_err() {
             self.rejected += 1;
             return true;
         }
@@ -476,6 +524,10 @@ impl Encoder {
         }
         let n = wire_data_len(frame.flags, frame.len);
         let size = record_size(n);
+        if self.len + size > buf.len() {
+            // Not the buffer given to `begin`: refuse rather than write out of bounds.
+            return false;
+        }
         let rec = FrameRecord {
             id: U32::new(frame.id),
             delta_ns: U32::new((frame.timestamp_ns - self.base_ts) as u32),
@@ -486,8 +538,22 @@ impl Encoder {
         };
         let out = &mut buf[self.len..self.len + size];
         out[..RECORD_HEADER_LEN].copy_from_slice(rec.as_bytes());
-        out[RECORD_HEADER_LEN..RECORD_HEADER_LEN + n].copy_from_slice(&frame.data[..n]);
-        out[RECORD_HEADER_LEN + n..].fill(0);
+        let payload = &mut out[RECORD_HEADER_LEN..];
+        if n <= 8 {
+            // Fixed-size stores of data and zero padding together (`payload` is 0, 4
+            // or 8 bytes long) instead of a variable copy and a fill.
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&frame.data[..8]);
+            let word = (u64::from_le_bytes(word) & low_bytes_mask(n)).to_le_bytes();
+            match payload.len() {
+                8 => payload.copy_from_slice(&word),
+                4 => payload.copy_from_slice(&word[..4]),
+                _ => {}
+            }
+        } else {
+            payload[..n].copy_from_slice(&frame.data[..n]);
+            payload[n..].fill(0);
+        }
         self.len += size;
         self.count += 1;
         true
@@ -496,7 +562,7 @@ impl Encoder {
     /// Writes the header (with the final count and length) and returns the datagram's
     /// length: `buf[..len]` is ready to send.
     pub fn finish(&mut self, buf: &mut [u8]) -> usize {
-        if self.limit < FRAMES_HEADER_LEN {
+        if self.limit < FRAMES_HEADER_LEN || buf.len() < self.len {
             return 0;
         }
         put_common(
