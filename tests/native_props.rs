@@ -194,8 +194,10 @@ proptest! {
         frames in arb_stream(300),
         gaps in prop::collection::vec(prop_oneof![0u64..2_000, 0u64..3_000_000], 300),
         linger in prop_oneof![Just(1_000_000u64), 0u64..5_000_000],
+        pad in any::<bool>(),
     ) {
         let mut b = NativeBatcher::new(5, DEFAULT_MAX_DATAGRAM, linger);
+        b.set_pad_full(pad);
         let mut now = 1_000u64;
         let mut pushed_at = Vec::new();
         let mut out: Vec<(u64, CanFrame)> = Vec::new();
@@ -350,9 +352,9 @@ fn expected(arrivals: &[u64]) -> SeqStats {
 
 /// A sequence `base..base+n` with some numbers dropped, some duplicated, and local
 /// reordering (each datagram moved by less than 64 places).
-fn arb_arrivals() -> impl Strategy<Value = Vec<u64>> {
+fn arb_arrivals(max_n: usize) -> impl Strategy<Value = Vec<u64>> {
     (
-        1usize..900,
+        1usize..max_n,
         prop_oneof![Just(0u64), any::<u64>().prop_map(|b| b % (u64::MAX - 2000))],
     )
         .prop_flat_map(|(n, base)| {
@@ -383,7 +385,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
     #[test]
-    fn seq_totals_match_drops_duplicates_reordering(a in arb_arrivals(), b in arb_arrivals(), c in arb_arrivals()) {
+    fn seq_totals_match_drops_duplicates_reordering(a in arb_arrivals(900), b in arb_arrivals(900), c in arb_arrivals(900)) {
         // Three senders interleaved: each sender's counts are its own.
         let mut t = SeqTracker::new(8);
         let (mut i, mut j, mut k) = (0, 0, 0);
@@ -398,6 +400,16 @@ proptest! {
         prop_assert_eq!(t.stats(3).unwrap(), expected(&c));
         let tot = t.totals();
         prop_assert_eq!(tot.received, (a.len() + b.len() + c.len()) as u64);
+    }
+
+    #[test]
+    fn seq_totals_hold_over_streams_longer_than_the_window(a in arb_arrivals(6 * WINDOW as usize)) {
+        // The window's ring bitmap wraps several times.
+        let mut t = SeqTracker::new(1);
+        for &q in &a {
+            t.observe(5, q);
+        }
+        prop_assert_eq!(t.stats(5).unwrap(), expected(&a));
     }
 
     #[test]

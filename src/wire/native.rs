@@ -184,8 +184,11 @@ const _: () = assert!(std::mem::size_of::<AnswerBody>() == ANSWER_LEN - COMMON_H
 /// What [`decode`] learned about a datagram whose header was valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatagramInfo {
+    /// The sender's random id (feed it, with `seq`, to [`crate::seq::SeqTracker`]).
     pub sender_id: u32,
+    /// Per-sender sequence number (a control counter for probes and answers).
     pub seq: u64,
+    /// What the datagram carries.
     pub kind: Kind,
     /// Frames handed to the callback.
     pub frames: u16,
@@ -581,6 +584,23 @@ impl Encoder {
         buf[COMMON_HEADER_LEN..FRAMES_HEADER_LEN].copy_from_slice(fh.as_bytes());
         self.len
     }
+
+    /// Like [`Encoder::finish`], but zero-pads the datagram to `to` bytes (at most the
+    /// limit). Readers ignore bytes after the last record, so padded datagrams decode the
+    /// same; equal-sized datagrams can share one UDP GSO send, which needs equal segments.
+    pub fn finish_padded(&mut self, buf: &mut [u8], to: usize) -> usize {
+        let target = to.min(self.limit).min(buf.len()).max(self.len);
+        if self.limit >= FRAMES_HEADER_LEN {
+            buf[self.len..target].fill(0);
+            self.len = target;
+        }
+        self.finish(buf)
+    }
+
+    /// Whether `frame` is refused for lack of room alone (not channel or time).
+    fn is_full_for(&self, frame: &CanFrame) -> bool {
+        self.len + record_size(wire_data_len(frame.flags, frame.len).min(64)) > self.limit
+    }
 }
 
 fn channel_bytes(ch: &Channel) -> [u8; 24] {
@@ -846,6 +866,7 @@ pub struct NativeBatcher {
     linger_ns: u64,
     seq: u64,
     sent: u64,
+    pad_full: bool,
 }
 
 impl NativeBatcher {
@@ -864,7 +885,15 @@ impl NativeBatcher {
             linger_ns,
             seq: 0,
             sent: 0,
+            pad_full: false,
         }
+    }
+
+    /// Pads datagrams that leave because they are full to exactly `max_datagram` bytes
+    /// (see [`Encoder::finish_padded`]), so that under load every datagram has the same
+    /// size and a sender can pass many in one UDP GSO call. Off by default.
+    pub fn set_pad_full(&mut self, on: bool) {
+        self.pad_full = on;
     }
 
     /// The sequence number the next datagram will carry.
@@ -900,20 +929,21 @@ impl NativeBatcher {
     /// Adds `frame` (its timestamp and channel go on the wire); returns a datagram that
     /// must leave now, if any.
     pub fn push(&mut self, frame: &CanFrame, now_ns: u64) -> Option<&[u8]> {
-        if frame.validate().is_err() {
+        if !quick_valid(frame) && frame.validate().is_err() {
             // Never sent, never starts a datagram.
             self.enc.rejected += 1;
             return self.poll(now_ns);
         }
         let mut out = None;
         if self.pending && now_ns >= self.pending_since.saturating_add(self.linger_ns) {
-            out = Some(self.seal(now_ns));
+            out = Some(self.seal(now_ns, false));
         }
         if self.pending {
             if self.enc.push(&mut self.bufs[self.cur], frame) {
                 return None;
             }
-            out = Some(self.seal(now_ns));
+            let pad = self.pad_full && self.enc.is_full_for(frame);
+            out = Some(self.seal(now_ns, pad));
         }
         let idle = out.is_none()
             && self
@@ -921,7 +951,7 @@ impl NativeBatcher {
                 .map_or(true, |t| now_ns.saturating_sub(t) >= self.linger_ns);
         self.start(frame, now_ns);
         if idle {
-            out = Some(self.seal(now_ns));
+            out = Some(self.seal(now_ns, false));
         }
         out.map(|len| &self.bufs[1 - self.cur][..len])
     }
@@ -929,7 +959,7 @@ impl NativeBatcher {
     /// Returns the pending datagram if its linger time is up at `now_ns`.
     pub fn poll(&mut self, now_ns: u64) -> Option<&[u8]> {
         if self.pending && now_ns >= self.pending_since.saturating_add(self.linger_ns) {
-            let len = self.seal(now_ns);
+            let len = self.seal(now_ns, false);
             return Some(&self.bufs[1 - self.cur][..len]);
         }
         None
@@ -939,7 +969,7 @@ impl NativeBatcher {
     /// caller knows no more frames are coming soon).
     pub fn flush(&mut self, now_ns: u64) -> Option<&[u8]> {
         if self.pending {
-            let len = self.seal(now_ns);
+            let len = self.seal(now_ns, false);
             return Some(&self.bufs[1 - self.cur][..len]);
         }
         None
@@ -958,8 +988,13 @@ impl NativeBatcher {
 
     /// Finishes the pending datagram and swaps buffers; the sealed datagram is then in
     /// `bufs[1 - cur]`. Returns its length.
-    fn seal(&mut self, now_ns: u64) -> usize {
-        let len = self.enc.finish(&mut self.bufs[self.cur]);
+    fn seal(&mut self, now_ns: u64, pad: bool) -> usize {
+        let buf = &mut self.bufs[self.cur];
+        let len = if pad {
+            self.enc.finish_padded(buf, usize::MAX)
+        } else {
+            self.enc.finish(buf)
+        };
         self.cur = 1 - self.cur;
         self.pending = false;
         self.last_sent = Some(now_ns);
@@ -1060,6 +1095,18 @@ mod tests {
         assert_eq!((info.frames, info.records, info.bad_records), (2, 2, 0));
         assert_eq!(info.error, None);
         assert_eq!(frames, vec![f, g]);
+    }
+
+    #[test]
+    fn reserved_is_ignored_and_detect_says_native() {
+        let f = frame("123#01", 1, Channel::NONE);
+        let mut d = encode(&[f], 0);
+        assert_eq!(crate::wire::detect(&d), crate::wire::WireFormat::Native);
+        d[10] = 0xFF;
+        d[11] = 0xFF;
+        let (r, out) = decode_all(&d);
+        assert_eq!(r.unwrap().error, None);
+        assert_eq!(out, vec![f]);
     }
 
     #[test]
@@ -1394,6 +1441,42 @@ mod tests {
         assert!(b.push(&bad, 100_000).is_none());
         assert_eq!(b.rejected(), 1);
         assert_eq!(b.datagrams(), 4);
+    }
+
+    #[test]
+    fn padded_datagrams_decode_the_same() {
+        let mut b = NativeBatcher::new(5, 1000, 1_000_000);
+        b.set_pad_full(true);
+        let f = frame("123#0011223344556677", 10, Channel::NONE);
+        assert_eq!(
+            b.push(&f, 0).unwrap().len(),
+            FRAMES_HEADER_LEN + 20,
+            "lone: not padded"
+        );
+        let mut full = Vec::new();
+        for i in 0..200 {
+            if let Some(d) = b.push(&f, 1 + i) {
+                full.push(d.to_vec());
+            }
+        }
+        assert!(full.len() >= 3);
+        for d in &full {
+            assert_eq!(d.len(), 1000);
+            let (r, out) = decode_all(d);
+            let info = r.unwrap();
+            assert_eq!((info.frames, info.error), (47, None));
+            assert!(out.iter().all(|g| *g == f));
+        }
+        let tail = b.flush(300).unwrap();
+        assert!(tail.len() < 1000, "flushed: not padded");
+
+        let mut buf = [0xEEu8; 300];
+        let mut enc = Encoder::new(1, 300);
+        enc.begin(&mut buf, 0, Channel::NONE, 10);
+        assert!(enc.push(&mut buf, &f));
+        assert_eq!(enc.finish_padded(&mut buf, 200), 200);
+        assert!(buf[FRAMES_HEADER_LEN + 20..200].iter().all(|&b| b == 0));
+        assert_eq!(decode_all(&buf[..200]).1, vec![f]);
     }
 
     #[test]
