@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use canmc::frame::{flags, CanFrame, Channel, EXT_ID_LIMIT, FD_LENGTHS, STD_ID_LIMIT};
 use canmc::seq::{SeqStats, SeqTracker, WINDOW};
 use canmc::wire::native::{
-    decode, DatagramInfo, Encoder, NativeBatcher, DEFAULT_MAX_DATAGRAM, FRAMES_HEADER_LEN,
-    MAX_DATAGRAM_LIMIT, MIN_MAX_DATAGRAM,
+    decode, decode_answer, decode_probe, DatagramInfo, Encoder, NativeBatcher,
+    DEFAULT_MAX_DATAGRAM, FRAMES_HEADER_LEN, MAX_DATAGRAM_LIMIT, MIN_MAX_DATAGRAM,
 };
 use canmc::DecodeError;
 use proptest::prelude::*;
@@ -245,6 +245,8 @@ proptest! {
     #[test]
     fn decode_never_panics_on_arbitrary_bytes(bytes in prop::collection::vec(any::<u8>(), 0..2000)) {
         let _ = decode(&bytes, &mut |f| assert!(f.validate().is_ok()));
+        let _ = decode_probe(&bytes);
+        let _ = decode_answer(&bytes);
     }
 
     #[test]
@@ -263,6 +265,11 @@ proptest! {
         if let Ok(info) = r {
             prop_assert!(info.frames as u32 + info.bad_records as u32 <= info.records as u32);
         }
+        if let Ok((_, a)) = decode_answer(&d) {
+            prop_assert!(a.host_len as usize <= 64);
+            let _ = a.host();
+        }
+        let _ = decode_probe(&d);
     }
 
     #[test]
