@@ -384,7 +384,9 @@ fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
     let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
     let deadline = match a.recv.duration {
         Some(s) if !(s.is_finite() && s > 0.0) => {
-            return Err(Failure::usage(format!("--duration {s}: must be a positive number of seconds")))
+            return Err(Failure::usage(format!(
+                "--duration {s}: must be a positive number of seconds"
+            )))
         }
         Some(s) => Some(Instant::now() + Duration::from_secs_f64(s)),
         None => None,
@@ -484,11 +486,15 @@ fn cmd_gen(a: GenArgs) -> Result<(), Failure> {
     a.opts.wire().map_err(Failure::usage)?;
     let gap = match (a.rate, a.gap) {
         (Some(r), _) if !(r.is_finite() && r > 0.0) => {
-            return Err(Failure::usage(format!("--rate {r}: must be a positive number of frames/s")))
+            return Err(Failure::usage(format!(
+                "--rate {r}: must be a positive number of frames/s"
+            )))
         }
         (Some(r), _) => Some(Duration::from_secs_f64(1.0 / r)),
         (None, Some(g)) if !(g.is_finite() && g >= 0.0) => {
-            return Err(Failure::usage(format!("-g {g}: must be a number of milliseconds ≥ 0")))
+            return Err(Failure::usage(format!(
+                "-g {g}: must be a number of milliseconds ≥ 0"
+            )))
         }
         (None, Some(g)) => Some(Duration::from_secs_f64(g / 1000.0)),
         (None, None) => None,

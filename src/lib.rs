@@ -12,6 +12,7 @@ pub mod convert;
 pub mod filter;
 pub mod frame;
 pub mod gen;
+pub mod record;
 pub mod recv;
 pub mod summary;
 pub mod wire;

@@ -130,12 +130,21 @@ mod tests {
         };
         sum.decode_errors[DecodeError::NotMsgpack as usize] = 2;
         let j = sum.to_json();
-        assert!(j.starts_with("{\"command\":\"dump\",\"io\":\"uring\",\"frames\":10,"), "{j}");
+        assert!(
+            j.starts_with("{\"command\":\"dump\",\"io\":\"uring\",\"frames\":10,"),
+            "{j}"
+        );
         assert!(j.contains("\"rate_fps\":5.0"), "{j}");
         assert!(j.contains("\"not_msgpack\":2"), "{j}");
-        assert!(j.contains("\"decode_errors_total\":2,\"kernel_drops\":3"), "{j}");
+        assert!(
+            j.contains("\"decode_errors_total\":2,\"kernel_drops\":3"),
+            "{j}"
+        );
         assert_eq!(j.matches('{').count(), j.matches('}').count());
         let t = sum.to_text();
-        assert!(t.contains("not_msgpack=2") && t.contains("kernel drops 3"), "{t}");
+        assert!(
+            t.contains("not_msgpack=2") && t.contains("kernel drops 3"),
+            "{t}"
+        );
     }
 }
