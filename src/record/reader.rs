@@ -46,6 +46,9 @@ pub struct Recording {
     segs: Vec<Seg>,
     /// Why no further segment was opened (`None`: the next file did not exist).
     tail_note: Option<String>,
+    /// The file after the last segment exists but its header was never committed:
+    /// the writer was killed while rotating.
+    tail_uncommitted: bool,
 }
 
 /// Why iteration ended.
@@ -197,6 +200,7 @@ impl Recording {
             path: path.clone(),
             segs: Vec::new(),
             tail_note: None,
+            tail_uncommitted: false,
         };
         let first = match open_seg(&path, None, None)? {
             Some(s) => s,
@@ -227,7 +231,10 @@ impl Recording {
                     closed = s.closed;
                     rec.segs.push(s);
                 }
-                Ok(None) => break,
+                Ok(None) => {
+                    rec.tail_uncommitted = true;
+                    break;
+                }
                 Err(e) => {
                     rec.tail_note = Some(e.to_string());
                     break;
@@ -250,7 +257,7 @@ impl Recording {
 
     /// True if the writer closed the last segment (finished normally).
     pub fn is_finished(&self) -> bool {
-        self.segs.last().is_some_and(|s| s.closed)
+        self.segs.last().is_some_and(|s| s.closed) && !self.tail_uncommitted
     }
 
     /// Wall-clock creation time of the first segment.
@@ -372,7 +379,7 @@ impl<'a> Iterator for Records<'a> {
                         offset: s.end as u64,
                         reason,
                     });
-                } else if !s.closed {
+                } else if !s.closed || self.rec.tail_uncommitted {
                     self.end = Some(End::Unfinished);
                 } else if let Some(next) = self.rec.segs.get(self.seg + 1) {
                     self.seg += 1;
