@@ -327,11 +327,11 @@ impl Recording {
                 Record::Frame(_) => st.frames += 1,
                 Record::Loss { lost, .. } => {
                     st.loss_records += 1;
-                    st.lost += lost;
+                    st.lost = st.lost.saturating_add(lost);
                 }
                 Record::KernelDrops { count, .. } => {
                     st.kernel_drop_records += 1;
-                    st.kernel_drops += count;
+                    st.kernel_drops = st.kernel_drops.saturating_add(count);
                 }
             }
         }

@@ -230,7 +230,7 @@ impl Recorder {
         };
         self.append(rec.as_bytes());
         self.stats.loss_records += 1;
-        self.stats.lost += lost;
+        self.stats.lost = self.stats.lost.saturating_add(lost);
         self.note_time(timestamp_ns);
         Ok(())
     }
@@ -250,7 +250,7 @@ impl Recorder {
         };
         self.append(rec.as_bytes());
         self.stats.kernel_drop_records += 1;
-        self.stats.kernel_drops += count;
+        self.stats.kernel_drops = self.stats.kernel_drops.saturating_add(count);
         self.note_time(timestamp_ns);
         Ok(())
     }
