@@ -207,6 +207,19 @@ fn kill_9_at_random_moments_leaves_a_prefix() {
             n >= acknowledged,
             "run {run}: child had committed {acknowledged} frames, recording yields {n}"
         );
+        if run % 2 == 1 {
+            // Persisting the repair changes nothing that is read, and finishes the file.
+            Recording::repair(&path).unwrap();
+            let r = Recording::open(&path).unwrap();
+            assert!(r.is_finished() || r.segments() == 0);
+            let mut it = r.iter();
+            let m = it
+                .by_ref()
+                .filter(|x| matches!(x, Record::Frame(_)))
+                .count() as u64;
+            assert_eq!(m, n, "run {run}: repair changed the frame count");
+            assert!(matches!(it.end(), Some(End::Finished)), "{:?}", it.end());
+        }
         nonempty += (n > 0) as u32;
         rotated += (segments > 1) as u32;
         total += n;

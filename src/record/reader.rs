@@ -49,6 +49,7 @@ pub struct Recording {
     /// The file after the last segment exists but its header was never committed:
     /// the writer was killed while rotating.
     tail_uncommitted: bool,
+    recording_id: u64,
 }
 
 /// Why iteration ended.
@@ -201,12 +202,14 @@ impl Recording {
             segs: Vec::new(),
             tail_note: None,
             tail_uncommitted: false,
+            recording_id: 0,
         };
         let first = match open_seg(&path, None, None)? {
             Some(s) => s,
             None => return Ok(rec),
         };
         let id = first.1;
+        rec.recording_id = id;
         let mut closed = first.0.closed;
         let mut n = first.0.number;
         // Opened a later segment (`rec.cmc.3`): read it alone, then its followers.
@@ -268,6 +271,67 @@ impl Recording {
     /// If a segment file after the last readable one was rejected, why.
     pub fn ignored_segment(&self) -> Option<&str> {
         self.tail_note.as_deref()
+    }
+
+    /// Makes the repair that [`Recording::open`] does in memory permanent: closes the
+    /// last segment of a recording whose writer was killed at the end [`Recording::open`]
+    /// found (commits `end_offset`, truncates the preallocated zeros, fsyncs) and
+    /// removes a following segment file whose header was never committed.
+    ///
+    /// Returns how iteration ended before the repair (`Finished`: nothing to do).
+    /// Must not be called while a writer is still appending to the recording.
+    pub fn repair(path: impl AsRef<Path>) -> Result<End, RecordError> {
+        use std::os::unix::fs::FileExt;
+        let r = Recording::open(path.as_ref())?;
+        let before = {
+            let mut it = r.iter();
+            it.by_ref().count();
+            it.end().cloned().unwrap_or(End::Finished)
+        };
+        let Some(last) = r.segs.last() else {
+            return Ok(before);
+        };
+        // The base name `rec.cmc` (None: a lone later segment under another name).
+        let first = r.segs[0].number;
+        let suffix = format!(".{first}");
+        let base = match r.path.to_str() {
+            _ if first == 0 => Some(r.path.clone()),
+            Some(p) if p.ends_with(&suffix) => Some(PathBuf::from(&p[..p.len() - suffix.len()])),
+            _ => None,
+        };
+        let seg_path = match &base {
+            Some(b) => segment_path(b, last.number),
+            None => r.path.clone(),
+        };
+        let io = |op, p: &Path, e| RecordError::Io {
+            op,
+            path: p.to_path_buf(),
+            source: e,
+        };
+        if !last.closed {
+            let end = last.end as u64;
+            let mut tail = [0u8; 12];
+            tail[..8].copy_from_slice(&end.to_le_bytes());
+            let word = format::commit_word(format::crc32c(&tail[..8]));
+            tail[8..].copy_from_slice(&word.to_le_bytes());
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&seg_path)
+                .map_err(|e| io("open", &seg_path, e))?;
+            f.write_all_at(&tail, format::END_AT as u64)
+                .map_err(|e| io("write", &seg_path, e))?;
+            f.set_len(end).map_err(|e| io("truncate", &seg_path, e))?;
+            f.sync_all().map_err(|e| io("fsync", &seg_path, e))?;
+        }
+        if let Some(b) = &base {
+            let next = segment_path(b, last.number + 1);
+            let id = r.recording_id;
+            if next.exists() && matches!(open_seg(&next, Some(last.number + 1), Some(id)), Ok(None))
+            {
+                std::fs::remove_file(&next).map_err(|e| io("remove", &next, e))?;
+            }
+        }
+        Ok(before)
     }
 
     /// Iterates every record from the start.

@@ -522,3 +522,30 @@ fn truncation_at_every_length_never_panics_and_yields_a_prefix() {
         }
     }
 }
+
+#[test]
+fn repair_makes_the_in_memory_repair_permanent() {
+    let d = TempDir::new("repair");
+    let p = d.file("a.cmc");
+    let mut w = Recorder::create(&p, small()).unwrap();
+    for i in 0..20_000 {
+        w.write_frame(&frame(i)).unwrap();
+    }
+    let segs = w.stats().segments;
+    crash(w);
+    let last = segment_path(&p, segs - 1);
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), 256 * 1024);
+    // A half-created next segment, as a kill during rotation leaves it.
+    std::fs::write(segment_path(&p, segs), vec![0u8; 4096]).unwrap();
+    assert!(!Recording::open(&p).unwrap().is_finished());
+
+    assert_eq!(Recording::repair(&p).unwrap(), End::Unfinished);
+    assert!(!segment_path(&p, segs).exists());
+    assert!(std::fs::metadata(&last).unwrap().len() < 256 * 1024);
+    let r = Recording::open(&p).unwrap();
+    assert!(r.is_finished());
+    assert_eq!(frames(&r), (0..20_000).map(frame).collect::<Vec<_>>());
+    // Idempotent.
+    assert_eq!(Recording::repair(&p).unwrap(), End::Finished);
+    assert_eq!(frames(&Recording::open(&p).unwrap()).len(), 20_000);
+}
