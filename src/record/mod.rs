@@ -1,6 +1,6 @@
 //! `.cmc` recordings: a crash-safe, append-only, memory-mapped capture format, its
 //! [`Recorder`] and its zero-copy reader [`Recording`]. The byte layout is documented in
-//! docs/cmc-format.md and defined in [`format`].
+//! docs/cmc-format.md and defined in [`format`](mod@format).
 //!
 //! A recording is a sequence of preallocated segment files, `rec.cmc`, `rec.cmc.1`,
 //! `rec.cmc.2`, … each self-contained (header, channel and sender tables, records).

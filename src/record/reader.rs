@@ -62,6 +62,7 @@ pub enum End {
     Unfinished,
     /// A record failed its checks; everything before it was yielded.
     Corrupt {
+        /// Segment number and file offset of the record that failed.
         segment: u32,
         offset: u64,
         reason: Corruption,
@@ -84,6 +85,7 @@ pub enum Corruption {
 /// One record, borrowed from the recording's map.
 #[derive(Debug, Clone, Copy)]
 pub enum Record<'a> {
+    /// A CAN or CAN FD frame, viewed in place.
     Frame(FrameView<'a>),
     /// `lost` frames from `sender` never arrived (sequence gap), noticed at `timestamp_ns`.
     Loss {
@@ -92,10 +94,7 @@ pub enum Record<'a> {
         timestamp_ns: u64,
     },
     /// The kernel dropped `count` datagrams before `timestamp_ns`.
-    KernelDrops {
-        count: u64,
-        timestamp_ns: u64,
-    },
+    KernelDrops { count: u64, timestamp_ns: u64 },
 }
 
 impl Record<'_> {
@@ -121,9 +120,11 @@ pub struct FrameView<'a> {
 }
 
 impl<'a> FrameView<'a> {
+    /// Receive time, ns since the Unix epoch.
     pub fn timestamp_ns(&self) -> u64 {
         self.rec.timestamp_ns.get()
     }
+    /// Identifier without flags (error class bits for an error frame).
     pub fn id(&self) -> u32 {
         self.rec.id.get()
     }
@@ -143,9 +144,11 @@ impl<'a> FrameView<'a> {
     pub fn payload(&self) -> &'a [u8] {
         self.payload
     }
+    /// The python-can channel, from this segment's channel table.
     pub fn channel(&self) -> &'a Channel {
         self.channel
     }
+    /// The sender's address, from this segment's sender table.
     pub fn sender(&self) -> &'a SenderAddr {
         self.sender
     }
@@ -426,6 +429,8 @@ impl<'a> Records<'a> {
         *self = self.rec.seek(time_ns);
     }
 }
+
+impl std::iter::FusedIterator for Records<'_> {}
 
 impl<'a> Iterator for Records<'a> {
     type Item = Record<'a>;
