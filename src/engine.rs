@@ -713,13 +713,15 @@ impl Rx {
                 break Ok(());
             }
             match source.poll(timeout, &mut |d, m| sink.on_datagram(&mut demux, d, m)) {
-                Ok(0) => {}
+                // Idle: drops at the end of a burst came with no datagram; ask the socket.
+                Ok(0) => sink.note_socket_drops(source.as_ref()),
                 Ok(_) => sink.end_batch(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
             }
         };
         // A source may hand over datagrams and then fail in the same poll.
+        sink.note_socket_drops(source.as_ref());
         sink.end_batch();
         let wakes = std::mem::take(&mut sink.wakes);
         // Dropping the producers closes the rings; then wake every sleeper to see it.
@@ -787,7 +789,21 @@ impl Sink {
     /// The socket's drop counter is cumulative and only present once non-zero (the
     /// kernel sends no SO_RXQ_OVFL message while it is 0), so 0 means "no news".
     fn note_kernel_drops(&mut self, meta: &RecvMeta) {
-        let now = meta.kernel_drops;
+        self.note_drop_counter(meta.kernel_drops, meta.timestamp_ns);
+    }
+
+    /// Reads the socket's counter directly, and publishes any growth.
+    fn note_socket_drops(&mut self, source: &dyn DatagramSource) {
+        if let Some(now) = source.socket_drops() {
+            let before = self.stats.kernel_drops;
+            self.note_drop_counter(now, wall_clock_ns());
+            if self.stats.kernel_drops != before {
+                self.end_batch();
+            }
+        }
+    }
+
+    fn note_drop_counter(&mut self, now: u32, timestamp_ns: u64) {
         if now == 0 || now == self.last_kernel_drops {
             return;
         }
@@ -802,7 +818,7 @@ impl Sink {
         self.stats.kernel_drops += count;
         self.broadcast(Event::KernelDrops {
             count,
-            timestamp_ns: meta.timestamp_ns,
+            timestamp_ns,
         });
     }
 
@@ -913,6 +929,12 @@ impl Responder {
         self.seq += 1;
         sock.send_to(&self.buf[..n], to).is_ok()
     }
+}
+
+fn wall_clock_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 #[cfg(test)]
