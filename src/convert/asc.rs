@@ -139,7 +139,9 @@ fn parse_date(text: &str) -> Option<u64> {
     if secs < 0 {
         return None;
     }
-    Some(secs as u64 * 1_000_000_000 + frac_ns)
+    (secs as u64)
+        .checked_mul(1_000_000_000)?
+        .checked_add(frac_ns)
 }
 
 /// python-can's `channel2int(channel) + 1`, or 1 without a number.
@@ -605,7 +607,7 @@ pub fn read(
             }
         }
         let rel = if relative {
-            last_rel + frame.timestamp_ns
+            last_rel.saturating_add(frame.timestamp_ns)
         } else {
             frame.timestamp_ns
         };
@@ -663,5 +665,32 @@ mod tests {
         ));
         assert!(parse_line(" 1.0 1 123 Rx d 2 11", true).is_err());
         assert!(parse_line(" 1.0 1 800 Rx d 0", true).is_err());
+    }
+
+    #[test]
+    fn relative_times_and_decimal_base() {
+        let path = std::env::temp_dir().join(format!("canmc-asc-{}.asc", std::process::id()));
+        std::fs::write(
+            &path,
+            "base dec  timestamps relative\n\
+             0.5 1  291 Rx d 2 17 255\n\
+             0.25 2  4660x Tx d 1 1\n",
+        )
+        .unwrap();
+        let mut got = Vec::new();
+        read(&path, ReadOptions::default(), &mut |ev| {
+            if let Event::Frame(f) = ev {
+                got.push(*f);
+            }
+            true
+        })
+        .unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].to_string(), "123#11FF");
+        assert_eq!(got[0].timestamp_ns, 500_000_000);
+        assert_eq!(got[1].to_string(), "00001234#01");
+        assert_eq!(got[1].timestamp_ns, 750_000_000);
+        assert_eq!(got[1].channel, Channel::int(1));
     }
 }
