@@ -285,8 +285,9 @@ fn ping_without_receivers_exits_1() {
 // ---- native traffic -------------------------------------------------------------------
 
 /// Hosts 1 and 2 each send N native frames (channels 1 and 2); hosts 3 and 4 must each
-/// get all 2N, each sender's in its order, with no sequence gaps. A second receiver on
-/// each of hosts 3 and 4 accepts only one sender's address and must see exactly its N.
+/// get all 2N, each sender's in its order, with no sequence gaps. Receivers on hosts 5
+/// and 6 accept only one sender's address (`--source`) and must see exactly its N. (On
+/// separate hosts: sharing a host with a plain receiver is the next test's subject.)
 #[test]
 fn two_native_senders_reach_two_receivers_completely_and_in_order() {
     const N: u64 = 20_000;
@@ -294,7 +295,7 @@ fn two_native_senders_reach_two_receivers_completely_and_in_order() {
     let _serial = serial();
     let lab = Lab::new(CANMC, "native-2x2");
     let run = lab.run_hosts(
-        4,
+        6,
         &format!(
             r#"
             net="--iface v0 --group {GROUP_V4} --port {PORT}"
@@ -303,15 +304,14 @@ fn two_native_senders_reach_two_receivers_completely_and_in_order() {
                     >"$T/dump$h.out" 2>"$T/dump$h.err" &
                 eval D$h=\$!
             done
-            # host 3 keeps only sender 1's frames, host 4 only sender 2's.
-            "$LAB_EXEC" 3 "$CANMC" dump $net --source 10.77.0.1 -L --json -n {N} --duration 40 \
+            # host 5 keeps only sender 1's frames, host 6 only sender 2's.
+            "$LAB_EXEC" 5 "$CANMC" dump $net --source 10.77.0.1 -L --json -n {N} --duration 40 \
                 >"$T/src1.out" 2>"$T/src1.err" &
             S1=$!
-            "$LAB_EXEC" 4 "$CANMC" dump $net --source 10.77.0.2 -L --json -n {N} --duration 40 \
+            "$LAB_EXEC" 6 "$CANMC" dump $net --source 10.77.0.2 -L --json -n {N} --duration 40 \
                 >"$T/src2.out" 2>"$T/src2.err" &
             S2=$!
-            for h in 3 4; do "$LAB_EXEC" $h bash -c "$(declare -f wait_udp); wait_udp {PORT}"; done
-            sleep 0.3  # both sockets of each host joined
+            for h in 3 4 5 6; do "$LAB_EXEC" $h bash -c "$(declare -f wait_udp); wait_udp {PORT}"; done
             for s in 1 2; do
                 "$LAB_EXEC" $s timeout 30 "$CANMC" gen --wire native $net -n {N} --rate {RATE} \
                     -I i -L 8 -D i --channel $s --json >"$T/gen$s.out" 2>"$T/gen$s.err" &
@@ -628,5 +628,69 @@ fn pycan_and_native_traffic_share_one_group_and_one_dump() {
         1,
         "one native sender: {}",
         d.summary
+    );
+}
+
+/// A user runs `canmc dump` and `canmc dump --source 10.77.0.1` side by side on one host
+/// (host 5) while hosts 1–4 send native frames. The plain receiver must get every
+/// sender's frames, the filtered one exactly sender 1's.
+///
+/// Found with this lab (kernel 6.x): both sockets are in one `SO_REUSEPORT` group, and
+/// UDP early demux, finding exactly one socket whose multicast source filter accepts a
+/// datagram, marks it "prefetched"; the reuseport re-selection then picks a socket of the
+/// group by flow hash, ignoring the filters. Whole senders then go to the filtered socket
+/// only, and the plain one never sees them. Reproduced with plain python sockets; gone
+/// when the source-filtered socket does not set `SO_REUSEPORT` (SO_REUSEADDR suffices).
+#[test]
+fn source_filtered_and_plain_receiver_share_a_host() {
+    const N: u64 = 2_000;
+    let _serial = serial();
+    let lab = Lab::new(CANMC, "source-beside-plain");
+    let run = lab.run_hosts(
+        5,
+        &format!(
+            r#"
+            net="--iface v0 --group {GROUP_V4} --port {PORT}"
+            "$LAB_EXEC" 5 "$CANMC" dump $net -L --json -n {all} --duration 20 \
+                >"$T/plain.out" 2>"$T/plain.err" &
+            D=$!
+            "$LAB_EXEC" 5 "$CANMC" dump $net --source 10.77.0.1 -L --json -n {N} --duration 20 \
+                >"$T/src.out" 2>"$T/src.err" &
+            S=$!
+            "$LAB_EXEC" 5 bash -c "$(declare -f wait_udp); wait_udp {PORT}"
+            sleep 0.3  # both sockets joined
+            for s in 1 2 3 4; do
+                "$LAB_EXEC" $s timeout 30 "$CANMC" gen --wire native $net -n {N} --rate 5000 \
+                    -I i -L 8 -D i --channel $s --json >"$T/gen$s.out" 2>"$T/gen$s.err" &
+                eval G$s=\$!
+            done
+            rc=0
+            for p in $G1 $G2 $G3 $G4; do wait $p || rc=$?; done
+            [[ $rc == 0 ]] || kill -TERM $D $S
+            for p in $D $S; do wait $p || rc=$?; done
+            exit $rc
+            "#,
+            all = 4 * N,
+        ),
+    );
+    assert_run_ok(&lab, &run, &["gen1.err", "plain.err", "src.err"]);
+    let plain = parse_dump(&lab.read("plain.out"), "plain receiver");
+    let src = parse_dump(&lab.read("src.out"), "--source receiver");
+    assert_clean(&plain.summary, "plain receiver");
+    assert_clean(&src.summary, "--source receiver");
+    let per_sender = |d: &Dump| -> Vec<usize> {
+        (1..=4)
+            .map(|s| {
+                let prefix = format!("can{s} ");
+                d.frames.iter().filter(|l| l.starts_with(&prefix)).count()
+            })
+            .collect()
+    };
+    let n = N as usize;
+    assert_eq!(
+        (per_sender(&plain), per_sender(&src)),
+        (vec![n; 4], vec![n, 0, 0, 0]),
+        "frames per sender (hosts 1-4) at the plain and the --source 10.77.0.1 receiver on \
+         one host"
     );
 }
