@@ -23,6 +23,28 @@ use canmc::wire::native::{self, Role};
 use canmc::wire::WireFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+// The standard print macros panic when the stream is gone (a closed pipe, a full disk
+// under a redirect). A command line never panics on its output: these shadow them
+// and drop what cannot be written.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! eprintln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+macro_rules! eprint {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// CAN and CAN FD over UDP multicast, wire-compatible with python-can's udp_multicast.
 #[derive(Parser)]
 #[command(name = "canmc", version, about, max_term_width = 100)]

@@ -876,7 +876,7 @@ impl<C: InlineConsumer> Sink<C> {
         }
         let out = demux.decode(datagram, meta, |frame| self.deliver(frame));
         if let Some(e) = out.error {
-            self.stats.decode_errors[e as usize] += u64::from(out.bad_records.max(1));
+            self.stats.decode_errors[e as usize] += out.error_count();
         }
         match out.seq {
             Some(SeqEvent::Gap { lost }) => {
