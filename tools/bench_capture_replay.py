@@ -127,6 +127,23 @@ class Load:
         return {"loadavg_before": self.loadavg, "machine_busy": round(self.busy, 3)}
 
 
+def kernel_counters():
+    """This namespace's UDP counters (/proc/net/snmp) and the machine's softnet backlog
+    drops: where a datagram lost before any socket counter sees it is counted."""
+    with open("/proc/net/snmp") as f:
+        rows = [l.split()[1:] for l in f if l.startswith("Udp:")]
+    c = {k: int(v) for k, v in zip(rows[0], rows[1])}
+    with open("/proc/net/softnet_stat") as f:
+        c["softnet_dropped"] = sum(int(l.split()[1], 16) for l in f)
+    return c
+
+
+def counter_delta(before):
+    after = kernel_counters()
+    keys = ("InDatagrams", "InErrors", "RcvbufErrors", "MemErrors", "softnet_dropped")
+    return {k: after[k] - before[k] for k in keys}
+
+
 def wait_udp(port, secs=10):
     hexport = f":{port:04X} "
     end = time.monotonic() + secs
@@ -272,6 +289,7 @@ class Bench:
             n = 1_000_000 if rate is None else max(40_000, 2 * rate)
             cmc, pcap = self.path(name + ".cmc"), self.path(name + ".pcap")
             with Load() as load:
+                k0 = kernel_counters()
                 td = Proc(["tcpdump", "-i", "lo", "-Z", "root", "-w", pcap,
                            "udp", "port", str(self.port)],
                           self.path(name + ".td.out"), self.path(name + ".td.err"))
@@ -299,7 +317,7 @@ class Bench:
                 "tcpdump": {**ts, **pf, "cpu_s": td.cpu_s,
                             "cpu_ns_per_frame": 1e9 * td.cpu_s / max(1, pf["frames"]),
                             "file_bytes": os.path.getsize(pcap)},
-                "gen_cpu_s": gen.cpu_s, **load.info(),
+                "gen_cpu_s": gen.cpu_s, **load.info(), "kernel": counter_delta(k0),
                 "commands": [" ".join(gen.cmd), " ".join(rec.cmd), " ".join(td.cmd)],
             }
             log("capture", json.dumps(run))
@@ -313,6 +331,7 @@ class Bench:
         name = f"nat-{rate or 'max'}"
         cmc = self.path(name + ".cmc")
         with Load() as load:
+            k0 = kernel_counters()
             rec = self.record(cmc, name)
             cmd = self.canmc("gen", *self.net, "--wire", "native", "-L", "8", "--json")
             if rate:
@@ -336,7 +355,7 @@ class Bench:
             "seq_gaps": r["seq_gaps"], "kernel_drops": r["kernel_drops"],
             "ring_drops": r["ring_drops"], "datagrams": r["datagrams"], "lossless": lossless,
             "record_cpu_s": rec.cpu_s, "gen_cpu_s": gen.cpu_s,
-            "file_bytes": file_size(cmc), **load.info(),
+            "file_bytes": file_size(cmc), **load.info(), "kernel": counter_delta(k0),
             "commands": [" ".join(gen.cmd), " ".join(rec.cmd)],
         }
         log("native", json.dumps(run))
@@ -429,7 +448,7 @@ class Bench:
             f.write("\n".join(lines) + "\n")
         return [float(l[1:18]) for l in lines]
 
-    def timing(self, py):
+    def timing(self, py, reps=1):
         lg, pcap = self.path("timing.log"), self.path("timing.pcap")
         file_ts = self.make_timing_log(lg)
         write_pcap(read_log(lg), pcap, self.port)
@@ -445,7 +464,8 @@ class Bench:
         cases = plain + [(label + " (chrt -f 10)", ["chrt", "-f", "10", *cmd])
                          for label, cmd in plain]
         runs = []
-        for label, cmd in cases:
+        # Repetitions interleave the players, so each sees the same spread of load.
+        for rep, (label, cmd) in [(r, c) for r in range(1, reps + 1) for c in cases]:
             name = "tm" + str(len(runs))
             with Load() as load:
                 rx = Proc(self.canmc("dump", *self.net, "-L", "-n", str(n), "--duration",
@@ -476,7 +496,7 @@ class Bench:
             span = None
             if 0 in got and n - 1 in got:
                 span = (got[n - 1] - got[0]) - (file_ts[-1] - file_ts[0])
-            run = {"player": label, "received": len(got), "frames": n,
+            run = {"player": label, "rep": rep, "received": len(got), "frames": n,
                    "intervals": len(errs), "p50_us": pct(0.50), "p90_us": pct(0.90),
                    "p99_us": pct(0.99), "max_us": a[-1] * 1e6 if a else None,
                    "total_span_error_ms": span * 1e3 if span is not None else None,
@@ -557,6 +577,8 @@ def plot(res, path):
 
     a = ax[1][1]
     for r in res["timing"]:
+        if r.get("rep", 1) != 1:
+            continue
         s = r["abs_errors_us_sorted_sample"]
         if s:
             a.plot(s, [i / len(s) for i in range(len(s))], label=r["player"])
@@ -564,7 +586,7 @@ def plot(res, path):
     a.set_xscale("log")
     a.set_xlabel("|inter-frame interval error| µs (receiver kernel timestamps)")
     a.set_ylabel("fraction of intervals")
-    a.set_title("d) replay timing at 1× (CDF)")
+    a.set_title("d) replay timing at 1× (CDF, repetition 1)")
     a.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -582,6 +604,7 @@ def main():
     ap.add_argument("--out", default=os.path.join(REPO, "docs/perf/capture-replay.json"))
     ap.add_argument("--tmp", default="/tmp/canmc-bench-cr")
     ap.add_argument("--only", default="capture,native,replay,timing,disk")
+    ap.add_argument("--timing-reps", type=int, default=3)
     ap.add_argument("--rates", default="20000,100000,300000,max")
     ap.add_argument("--native-ladder", default="1000000,2000000,3000000,5000000,10000000,20000000")
     args = ap.parse_args()
@@ -612,7 +635,7 @@ def main():
         if "replay" in only:
             res["replay"], cap, srclog = b.replay()
         if "timing" in only:
-            res["timing"], lg = b.timing(sys.executable)
+            res["timing"], lg = b.timing(sys.executable, args.timing_reps)
         if "disk" in only and cap:
             res["disk"] = b.disk([("gen -L 8 (classic 8-byte, random IDs) .cmc", cap),
                                   ("timing log (mixed std/ext/FD) .log", lg or srclog)])
