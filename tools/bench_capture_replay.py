@@ -592,6 +592,60 @@ def plot(res, path):
     fig.savefig(path, dpi=90)
 
 
+def tables(res):
+    """Markdown tables of a result JSON, as docs/perf/capture-replay.md shows them."""
+    out = []
+    if "capture" in res:
+        out += ["| offered fps | sent | canmc kept | canmc kernel_drops | canmc CPU ns/frame "
+                "| tcpdump packets | tcpdump frames | tcpdump dropped (packets) "
+                "| tcpdump CPU ns/frame | ns UDP RcvbufErrors | softnet drops |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in res["capture"]:
+            c, t, k = r["canmc"], r["tcpdump"], r.get("kernel", {})
+            out.append(f"| {r['offered_rate'] or 'max (%.0f)' % r['gen_rate_fps']} | {r['sent']} "
+                       f"| {c['frames']} | {c['kernel_drops']} | {c['cpu_ns_per_frame']:.0f} "
+                       f"| {t['packets']} | {t['frames']} | {t.get('dropped_by_kernel')} "
+                       f"| {t['cpu_ns_per_frame']:.0f} | {k.get('RcvbufErrors', '')} "
+                       f"| {k.get('softnet_dropped', '')} |")
+        out.append("")
+    if "native" in res:
+        out += ["| offered fps | sent | recorded | recorded fps | seq_gaps | kernel_drops "
+                "| ring_drops | lossless | record CPU s | ns UDP RcvbufErrors |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in res["native"]:
+            k = r.get("kernel", {})
+            off = r["offered_rate"] or "unpaced (%.0f)" % r["gen_rate_fps"]
+            out.append(f"| {off} | {r['sent']} | {r['recorded']} | {r['recorded_fps']:.0f} "
+                       f"| {r['seq_gaps']} | {r['kernel_drops']} | {r['ring_drops']} "
+                       f"| {'yes' if r['lossless'] else 'no'} | {r['record_cpu_s']:.2f} "
+                       f"| {k.get('RcvbufErrors', '')} |")
+        out.append("")
+    if "replay" in res:
+        out += ["| player | frames sent | seconds | frames/s | sender CPU s | receiver got "
+                "| receiver drops (kernel/ring) |", "|---|---|---|---|---|---|---|"]
+        for r in res["replay"]:
+            out.append(f"| {r['player']} | {r['sent']} | {r['elapsed_s']:.3f} | {r['fps']:.0f} "
+                       f"| {r['sender_cpu_s']:.2f} | {r['received']} "
+                       f"| {r['receiver_kernel_drops']}/{r.get('receiver_ring_drops', '')} |")
+        out.append("")
+    if "timing" in res:
+        out += ["| player | rep | received | p50 µs | p90 µs | p99 µs | max µs "
+                "| total span error ms |", "|---|---|---|---|---|---|---|---|"]
+        for r in res["timing"]:
+            f = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+            out.append(f"| {r['player']} | {r.get('rep', 1)} | {r['received']} "
+                       f"| {f(r['p50_us'])} | {f(r['p90_us'])} | {f(r['p99_us'])} "
+                       f"| {f(r['max_us'])} | {r['total_span_error_ms']:.2f} |")
+        out.append("")
+    if "disk" in res:
+        out += ["| frames of | count | .cmc | .log | .pcapng | .pcap |", "|---|---|---|---|---|---|"]
+        for r in res["disk"]:
+            v = lambda x: x if not isinstance(x, dict) else "n/a"  # noqa: E731
+            out.append(f"| {r['source']} | {r['frames']} | {v(r['cmc'])} | {v(r['log'])} "
+                       f"| {v(r['pcapng'])} | {v(r['pcap'])} |")
+    return "\n".join(out)
+
+
 def version(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True)
     return ((r.stdout + r.stderr).strip().splitlines() or ["?"])[0]
@@ -607,7 +661,11 @@ def main():
     ap.add_argument("--timing-reps", type=int, default=3)
     ap.add_argument("--rates", default="20000,100000,300000,max")
     ap.add_argument("--native-ladder", default="1000000,2000000,3000000,5000000,10000000,20000000")
+    ap.add_argument("--tables", metavar="JSON", help="print markdown tables of a result and exit")
     args = ap.parse_args()
+    if args.tables:
+        print(tables(json.load(open(args.tables))))
+        return
     args.canmc = os.path.abspath(args.canmc)
     if not os.environ.get("NETLAB_OUTER_NS"):
         os.execvp(os.path.join(REPO, "tools/netlab.sh"),
