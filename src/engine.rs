@@ -95,7 +95,16 @@ pub struct EngineConfig {
     /// Answer `ping` probes as this program (SPEC §8); `None` stays silent
     /// (`--no-answer`).
     pub answer_pings: Option<PingIdentity>,
+    /// After a batch of fewer than [`COALESCE_BATCH`] datagrams, wait this long before
+    /// polling again, so that at low rates one wake-up handles many datagrams (the
+    /// socket buffer holds them meanwhile). Trades that much latency for CPU: right for
+    /// a recorder, wrong for a latency-sensitive consumer. `None` by default.
+    pub coalesce: Option<Duration>,
 }
+
+/// Batches smaller than this make a coalescing engine wait (see
+/// [`EngineConfig::coalesce`]).
+pub const COALESCE_BATCH: usize = 32;
 
 /// A consumer that runs on the receive thread itself, instead of behind a ring.
 ///
@@ -166,6 +175,7 @@ impl Default for EngineConfig {
             accept_only: Vec::new(),
             poll_timeout: Duration::from_millis(100),
             answer_pings: Some(PingIdentity::this_process(Role::App)),
+            coalesce: None,
         }
     }
 }
@@ -613,6 +623,7 @@ impl Engine {
             demux: Demux::new(),
             stop: Arc::clone(&stop),
             timeout: cfg.poll_timeout,
+            coalesce: cfg.coalesce,
         };
         let thread = thread::Builder::new()
             .name("canmc-rx".into())
@@ -802,6 +813,7 @@ struct Rx<C> {
     demux: Demux,
     stop: Arc<AtomicBool>,
     timeout: Duration,
+    coalesce: Option<Duration>,
 }
 
 impl<C: InlineConsumer> Rx<C> {
@@ -812,6 +824,7 @@ impl<C: InlineConsumer> Rx<C> {
             mut demux,
             stop,
             timeout,
+            coalesce,
         } = self;
         let result = loop {
             if stop.load(Ordering::Relaxed) {
@@ -825,7 +838,14 @@ impl<C: InlineConsumer> Rx<C> {
                         c.on_batch_end();
                     }
                 }
-                Ok(_) => sink.end_batch(),
+                Ok(n) => {
+                    sink.end_batch();
+                    if let Some(wait) = coalesce {
+                        if n < COALESCE_BATCH {
+                            thread::sleep(wait);
+                        }
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => break Err(e),
             }
