@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Shared helpers for canmc's benchmark scripts: finding the venv python, entering a
+private network namespace, and drawing the plots for docs/perf.md.
+
+Run as a script (with the venv python, which has matplotlib) it draws plots:
+
+    .venv/bin/python tools/bench_common.py plot-recv docs/perf/recv.json docs/perf/recv.png
+    .venv/bin/python tools/bench_common.py plot-latency docs/perf/latency.json docs/perf/latency.png
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def venv_python():
+    """The python with python-can: $CANMC_PYTHON, else <repo>/.venv/bin/python.
+
+    Exits with a clear message if neither exists (a missing interpreter is a failure,
+    never a silent skip)."""
+    py = os.environ.get("CANMC_PYTHON") or os.path.join(REPO, ".venv", "bin", "python")
+    if not os.access(py, os.X_OK):
+        sys.exit(
+            f"bench: no python-can interpreter at {py}; set CANMC_PYTHON or run "
+            "tools/setup-venv.sh (or: python3 -m venv .venv && "
+            ".venv/bin/pip install python-can msgpack)"
+        )
+    return py
+
+
+def ensure_matplotlib(py):
+    """Installs matplotlib into the venv of `py` if it is missing."""
+    if subprocess.run([py, "-c", "import matplotlib"], capture_output=True).returncode == 0:
+        return
+    print("bench: installing matplotlib into the venv", file=sys.stderr)
+    subprocess.run([py, "-m", "pip", "install", "-q", "matplotlib"], check=True)
+
+
+def in_own_netns():
+    """True inside a namespace made for us: by reexec_in_netns or by tools/netlab.sh, both
+    of which record in the environment the namespace they were called from (pid 1's may
+    be unreadable, so it cannot be the reference)."""
+    mine = os.readlink("/proc/self/ns/net")
+    outer = [os.environ.get(k) for k in ("CANMC_BENCH_OUTER_NS", "NETLAB_OUTER_NS")]
+    outer = [o for o in outer if o]
+    try:
+        outer.append(os.readlink("/proc/1/ns/net"))
+    except OSError:
+        pass
+    has_mark = any(os.environ.get(k) for k in ("CANMC_BENCH_OUTER_NS", "NETLAB_OUTER_NS"))
+    return has_mark and mine not in outer
+
+
+def reexec_in_netns(argv):
+    """Runs argv again inside a fresh network namespace with only lo (up) and a
+    224.0.0.0/4 route on lo, so nothing can leave the host and python-can's INADDR_ANY
+    join meets `--iface lo` traffic. Returns the child's exit code."""
+    setup = "ip link set lo up && ip route add 224.0.0.0/4 dev lo && exec \"$@\""
+    env = dict(os.environ, CANMC_BENCH_OUTER_NS=os.readlink("/proc/self/ns/net"))
+    return subprocess.run(["unshare", "-n", "sh", "-c", setup, "sh", *argv],
+                          env=env).returncode
+
+
+def prepare_netns():
+    """Inside a namespace (ours or tools/netlab.sh's): lo up, multicast routed to lo."""
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    routes = subprocess.run(
+        ["ip", "route", "show", "224.0.0.0/4"], capture_output=True, text=True
+    ).stdout
+    if "dev lo" not in routes:
+        subprocess.run(["ip", "route", "replace", "224.0.0.0/4", "dev", "lo"], check=True)
+
+
+def load_avg():
+    with open("/proc/loadavg") as f:
+        return [float(x) for x in f.read().split()[:3]]
+
+
+def _fmt_rate(r):
+    if r is None:
+        return "max"
+    return f"{r / 1000:g}k"
+
+
+def plot_recv(src, dst):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(src) as f:
+        res = json.load(f)
+    rows = res["summary"]
+    receivers = []
+    for r in rows:
+        if r["receiver"] not in receivers:
+            receivers.append(r["receiver"])
+    rates = []
+    for r in rows:
+        if r["rate"] not in rates:
+            rates.append(r["rate"])
+    labels = [_fmt_rate(r) for r in rates]
+    colors = {
+        "raw_recvmmsg": "#555555",
+        "canmc uring": "#1f77b4",
+        "canmc mmsg": "#2ca02c",
+        "python-can": "#d62728",
+    }
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
+    width = 0.8 / max(1, len(receivers))
+    for i, name in enumerate(receivers):
+        xs, fps, loss, sent = [], [], [], []
+        for j, rate in enumerate(rates):
+            m = [r for r in rows if r["receiver"] == name and r["rate"] == rate]
+            if not m:
+                continue
+            xs.append(j + (i - (len(receivers) - 1) / 2) * width)
+            fps.append(m[0]["recv_fps"] / 1e3)
+            sent.append(m[0]["sent_fps"] / 1e3)
+            loss.append(m[0]["loss_pct"])
+        c = colors.get(name)
+        bars = ax1.bar(xs, fps, width, label=name, color=c)
+        for b, v in zip(bars, fps):
+            ax1.annotate(f"{v:.0f}", (b.get_x() + b.get_width() / 2, b.get_height()),
+                         ha="center", va="bottom", fontsize=7)
+        # What the sender reached while this receiver ran (it shares the CPUs).
+        ax1.hlines(sent, [x - width / 2 for x in xs], [x + width / 2 for x in xs],
+                   colors="black", linewidth=2,
+                   label="sent by gen (same run)" if i == 0 else None)
+        lb = ax2.bar(xs, loss, width, label=name, color=c)
+        for b, v in zip(lb, loss):
+            ax2.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, b.get_height()),
+                         ha="center", va="bottom", fontsize=7)
+    ax1.set_ylabel("received frames/s (thousands)")
+    ax1.set_title(
+        "python-can format receive on loopback multicast, one `canmc gen` sender\n"
+        f"({res.get('host', {}).get('cores', '?')} cores, load at start "
+        f"{res.get('load_start', ['?'])[0]})"
+    )
+    ax1.legend(fontsize=8)
+    ax1.grid(axis="y", alpha=0.3)
+    ax2.set_ylabel("loss %")
+    ax2.set_xlabel("offered rate (frames/s)")
+    ax2.set_xticks(range(len(rates)))
+    ax2.set_xticklabels(labels)
+    ax2.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(dst, dpi=110)
+
+
+def plot_latency(src, dst):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(src) as f:
+        res = json.load(f)
+    rows = res["results"]
+    pcts = ["p50_us", "p99_us", "p999_us"]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    width = 0.8 / len(rows)
+    for i, r in enumerate(rows):
+        xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(pcts))]
+        vals = [r[p] for p in pcts]
+        bars = ax.bar(xs, vals, width, label=r["name"])
+        for b, v in zip(bars, vals):
+            ax.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, b.get_height()),
+                        ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(pcts)))
+    ax.set_xticklabels(["p50", "p99", "p99.9"])
+    ax.set_yscale("log")
+    ax.set_ylabel("one-way latency, µs (log scale)")
+    ax.set_title(
+        f"send → consumer latency on loopback multicast, {res.get('rate', '?')} msgs/s "
+        f"for {res.get('seconds', '?')} s each"
+    )
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(dst, dpi=110)
+
+
+def main():
+    if len(sys.argv) != 4 or sys.argv[1] not in ("plot-recv", "plot-latency"):
+        sys.exit(__doc__)
+    {"plot-recv": plot_recv, "plot-latency": plot_latency}[sys.argv[1]](sys.argv[2], sys.argv[3])
+
+
+if __name__ == "__main__":
+    main()
