@@ -58,7 +58,9 @@ use std::time::{Duration, Instant};
 use crate::frame::{CanFrame, SenderAddr};
 use crate::recv::{DatagramSource, IoMode, RecvMeta};
 use crate::ring::{self, Consumer, Producer};
-use crate::wire::{self, pycan, DecodeError, WireFormat};
+use crate::seq::SeqEvent;
+use crate::wire::native::{self, PingProbe, Role};
+use crate::wire::{DecodeError, Demux};
 
 /// How frames are shared out among consumers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -90,6 +92,42 @@ pub struct EngineConfig {
     /// Longest the receive thread waits in the source before checking for
     /// [`Engine::stop`]; bounds how long stopping takes.
     pub poll_timeout: Duration,
+    /// Answer `ping` probes as this program (SPEC §8); `None` stays silent
+    /// (`--no-answer`).
+    pub answer_pings: Option<PingIdentity>,
+}
+
+/// How this program describes itself in `ping` answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingIdentity {
+    pub role: Role,
+    /// Host name (cut to 64 bytes on the wire).
+    pub host: String,
+    pub pid: u32,
+}
+
+impl PingIdentity {
+    /// This process, on this host, in `role`.
+    pub fn this_process(role: Role) -> PingIdentity {
+        PingIdentity {
+            role,
+            host: host_name(),
+            pid: std::process::id(),
+        }
+    }
+}
+
+/// The host name, or `"?"` when the system has none to give.
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for its length; gethostname NUL-terminates within it
+    // on success (we also bound the read by the length).
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "?".into();
+    }
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
 impl Default for EngineConfig {
@@ -101,6 +139,7 @@ impl Default for EngineConfig {
             drop_from: None,
             accept_only: Vec::new(),
             poll_timeout: Duration::from_millis(100),
+            answer_pings: Some(PingIdentity::this_process(Role::App)),
         }
     }
 }
@@ -143,7 +182,10 @@ pub struct Counters {
     kernel_drops: AtomicU64,
     ring_drops: AtomicU64,
     seq_gaps: AtomicU64,
+    duplicates: AtomicU64,
+    reordered: AtomicU64,
     filtered: AtomicU64,
+    pings_answered: AtomicU64,
 }
 
 /// A copy of the [`Counters`] at one moment.
@@ -163,11 +205,18 @@ pub struct Stats {
     /// Frame deliveries refused by a full ring. With [`Dispatch::All`] a frame dropped
     /// by two consumers counts twice.
     pub ring_drops: u64,
-    /// Datagrams missing from native senders' sequences.
+    /// Datagrams missing from native senders' sequences, net of late arrivals: a gap
+    /// is counted when seen, and a datagram that arrives late to fill it takes it back.
     pub seq_gaps: u64,
+    /// Native datagrams seen twice; their frames were delivered once.
+    pub duplicates: u64,
+    /// Native datagrams that arrived after a later one of the same sender.
+    pub reordered: u64,
     /// Datagrams dropped because of their sender ([`EngineConfig::drop_from`],
     /// [`EngineConfig::accept_only`]).
     pub filtered: u64,
+    /// `ping` probes answered.
+    pub pings_answered: u64,
 }
 
 impl Stats {
@@ -194,7 +243,10 @@ impl Counters {
             kernel_drops: ld(&self.kernel_drops),
             ring_drops: ld(&self.ring_drops),
             seq_gaps: ld(&self.seq_gaps),
+            duplicates: ld(&self.duplicates),
+            reordered: ld(&self.reordered),
             filtered: ld(&self.filtered),
+            pings_answered: ld(&self.pings_answered),
         }
     }
 
@@ -210,7 +262,10 @@ impl Counters {
         st(&self.kernel_drops, s.kernel_drops);
         st(&self.ring_drops, s.ring_drops);
         st(&self.seq_gaps, s.seq_gaps);
+        st(&self.duplicates, s.duplicates);
+        st(&self.reordered, s.reordered);
         st(&self.filtered, s.filtered);
+        st(&self.pings_answered, s.pings_answered);
     }
 }
 
@@ -446,10 +501,12 @@ impl Engine {
             stats: Stats::default(),
             last_kernel_drops: 0,
             counters: Arc::clone(&counters),
+            responder: cfg.answer_pings.map(Responder::new),
         };
         let rx = Rx {
             source,
             sink,
+            demux: Demux::new(),
             stop: Arc::clone(&stop),
             timeout: cfg.poll_timeout,
         };
@@ -637,6 +694,7 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
 struct Rx {
     source: Box<dyn DatagramSource>,
     sink: Sink,
+    demux: Demux,
     stop: Arc<AtomicBool>,
     timeout: Duration,
 }
@@ -646,6 +704,7 @@ impl Rx {
         let Rx {
             mut source,
             mut sink,
+            mut demux,
             stop,
             timeout,
         } = self;
@@ -653,7 +712,7 @@ impl Rx {
             if stop.load(Ordering::Relaxed) {
                 break Ok(());
             }
-            match source.poll(timeout, &mut |d, m| sink.on_datagram(d, m)) {
+            match source.poll(timeout, &mut |d, m| sink.on_datagram(&mut demux, d, m)) {
                 Ok(0) => {}
                 Ok(_) => sink.end_batch(),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -685,11 +744,12 @@ struct Sink {
     stats: Stats,
     last_kernel_drops: u32,
     counters: Arc<Counters>,
+    responder: Option<Responder>,
 }
 
 impl Sink {
     #[inline]
-    fn on_datagram(&mut self, datagram: &[u8], meta: &RecvMeta) {
+    fn on_datagram(&mut self, demux: &mut Demux, datagram: &[u8], meta: &RecvMeta) {
         self.stats.datagrams += 1;
         self.stats.bytes += datagram.len() as u64;
         self.note_kernel_drops(meta);
@@ -697,28 +757,29 @@ impl Sink {
             self.stats.filtered += 1;
             return;
         }
-        if meta.truncated {
-            self.stats.decode_errors[DecodeError::Truncated as usize] += 1;
-            return;
+        let out = demux.decode(datagram, meta, |frame| self.deliver(frame));
+        if let Some(e) = out.error {
+            self.stats.decode_errors[e as usize] += u64::from(out.bad_records.max(1));
         }
-        match wire::detect(datagram) {
-            WireFormat::Pycan => {
-                let mut frame = CanFrame::EMPTY;
-                match pycan::decode(datagram, &mut frame) {
-                    Ok(()) => {
-                        // The kernel's clock, not the sender's, unless the source has none.
-                        if meta.timestamp_ns != 0 {
-                            frame.timestamp_ns = meta.timestamp_ns;
-                        }
-                        frame.sender = meta.sender;
-                        self.deliver(frame);
-                    }
-                    Err(e) => self.stats.decode_errors[e as usize] += 1,
-                }
+        match out.seq {
+            Some(SeqEvent::Gap { lost }) => {
+                self.stats.seq_gaps += lost;
+                self.broadcast(Event::Loss {
+                    sender: meta.sender,
+                    lost,
+                    timestamp_ns: meta.timestamp_ns,
+                });
             }
-            // The native format is not decoded by this build yet.
-            WireFormat::Native => {
-                self.stats.decode_errors[DecodeError::UnknownType as usize] += 1;
+            Some(SeqEvent::Late) => {
+                self.stats.reordered += 1;
+                self.stats.seq_gaps = self.stats.seq_gaps.saturating_sub(1);
+            }
+            Some(SeqEvent::Duplicate) => self.stats.duplicates += 1,
+            _ => {}
+        }
+        if let (Some(probe), Some(responder)) = (out.probe, self.responder.as_mut()) {
+            if responder.answer(&probe, meta, self.stats.frames) {
+                self.stats.pings_answered += 1;
             }
         }
     }
@@ -805,6 +866,52 @@ impl Sink {
                 wake.notify();
             }
         }
+    }
+}
+
+/// Answers `ping` probes by unicast to the prober, from a socket of its own.
+struct Responder {
+    identity: PingIdentity,
+    started: Instant,
+    sender_id: u32,
+    seq: u64,
+    v4: Option<std::net::UdpSocket>,
+    v6: Option<std::net::UdpSocket>,
+    buf: [u8; native::ANSWER_LEN],
+}
+
+impl Responder {
+    fn new(identity: PingIdentity) -> Responder {
+        Responder {
+            identity,
+            started: Instant::now(),
+            sender_id: native::random_sender_id(),
+            seq: 0,
+            v4: std::net::UdpSocket::bind(("0.0.0.0", 0)).ok(),
+            v6: std::net::UdpSocket::bind(("::", 0)).ok(),
+            buf: [0; native::ANSWER_LEN],
+        }
+    }
+
+    /// Sends the answer; false when it could not be sent (no socket of that family,
+    /// or the kernel refused). A probe costs one `sendto`, never an allocation.
+    fn answer(&mut self, probe: &PingProbe, meta: &RecvMeta, frames_seen: u64) -> bool {
+        let Some(to) = meta.sender.get() else {
+            return false;
+        };
+        let sock = if to.is_ipv4() { &self.v4 } else { &self.v6 };
+        let Some(sock) = sock else { return false };
+        let mut answer = native::PingAnswer::new(
+            probe,
+            self.identity.role,
+            self.identity.pid,
+            &self.identity.host,
+        );
+        answer.uptime_ms = self.started.elapsed().as_millis() as u64;
+        answer.frames_seen = frames_seen;
+        let n = native::encode_answer(&mut self.buf, self.sender_id, self.seq, &answer);
+        self.seq += 1;
+        sock.send_to(&self.buf[..n], to).is_ok()
     }
 }
 

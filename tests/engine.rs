@@ -328,11 +328,52 @@ fn garbage_is_counted_by_kind_and_every_valid_frame_arrives() {
             meta(0, "127.0.0.1:1"),
             Some(DecodeError::InvalidFrame),
         ),
-        // Native magic: not decoded by this build.
+        // Native magic, then a second magic byte of another (future) generation.
         (
-            vec![wire::NATIVE_MAGIC0, 1, 0, 0],
+            vec![
+                wire::NATIVE_MAGIC0,
+                1,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ],
+            meta(0, "127.0.0.1:1"),
+            Some(DecodeError::UnknownVersion),
+        ),
+        // Native datagram of a kind this build does not know.
+        (
+            {
+                let mut d = vec![wire::NATIVE_MAGIC0, wire::native::NATIVE_MAGIC1, 1, 9];
+                d.resize(wire::native::COMMON_HEADER_LEN, 0);
+                d
+            },
             meta(0, "127.0.0.1:1"),
             Some(DecodeError::UnknownType),
+        ),
+        // Native header cut short.
+        (
+            vec![wire::NATIVE_MAGIC0, wire::native::NATIVE_MAGIC1, 1],
+            meta(0, "127.0.0.1:1"),
+            Some(DecodeError::Truncated),
         ),
         // A complete datagram the kernel cut (MSG_TRUNC).
         (
@@ -356,7 +397,12 @@ fn garbage_is_counted_by_kind_and_every_valid_frame_arrives() {
         let k = kind.unwrap_or_else(|| {
             assert!(!m.truncated);
             match wire::detect(d) {
-                WireFormat::Native => DecodeError::UnknownType,
+                WireFormat::Native => match wire::native::decode(d, &mut |_| {}) {
+                    Err(e) => e,
+                    Ok(info) => info
+                        .error
+                        .expect("random bytes make no valid native datagram"),
+                },
                 WireFormat::Pycan => {
                     let mut f = CanFrame::EMPTY;
                     pycan::decode(d, &mut f).unwrap_err()

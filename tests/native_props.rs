@@ -218,7 +218,7 @@ proptest! {
                 last_emit = Some(dl);
             }
             let idle = b.pending_frames() == 0
-                && last_emit.map_or(true, |t| now - t >= linger);
+                && last_emit.is_none_or(|t| now - t >= linger);
             pushed_at.push(now);
             let before = out.len();
             if let Some(d) = b.push(f, now) {

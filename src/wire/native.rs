@@ -242,6 +242,13 @@ fn common(datagram: &[u8]) -> Result<(&CommonHeader, Kind), DecodeError> {
     Ok((h, kind))
 }
 
+/// The header of a native datagram, checked (magic, version, kind, lengths), without
+/// reading its records: lets a receiver consult its sequence tracker before decoding.
+pub fn peek(datagram: &[u8]) -> Result<(Kind, u32, u64), DecodeError> {
+    let (h, kind) = common(datagram)?;
+    Ok((kind, h.sender_id.get(), h.seq.get()))
+}
+
 /// The channel in a frames header, or `BadChannel` when its bytes are not one the
 /// constructors of [`Channel`] could have made. Rebuilt canonically so decoded frames
 /// compare equal to the sender's.
@@ -948,7 +955,7 @@ impl NativeBatcher {
         let idle = out.is_none()
             && self
                 .last_sent
-                .map_or(true, |t| now_ns.saturating_sub(t) >= self.linger_ns);
+                .is_none_or(|t| now_ns.saturating_sub(t) >= self.linger_ns);
         self.start(frame, now_ns);
         if idle {
             out = Some(self.seal(now_ns, false));
