@@ -109,7 +109,7 @@ def plot_recv(src, dst):
         "canmc mmsg": "#2ca02c",
         "python-can": "#d62728",
     }
-    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 8), sharex=True)
+    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(9, 11), sharex=True)
     width = 0.8 / max(1, len(receivers))
     for i, name in enumerate(receivers):
         xs, fps, loss, sent = [], [], [], []
@@ -130,6 +130,12 @@ def plot_recv(src, dst):
         ax1.hlines(sent, [x - width / 2 for x in xs], [x + width / 2 for x in xs],
                    colors="black", linewidth=2,
                    label="sent by gen (same run)" if i == 0 else None)
+        cpu = [m["cpu_ns_per_frame"] or 0 for rate in rates
+               for m in [r for r in rows if r["receiver"] == name and r["rate"] == rate]]
+        cb = ax3.bar(xs, cpu, width, label=name, color=c)
+        for b, v in zip(cb, cpu):
+            ax3.annotate(f"{v:.0f}", (b.get_x() + b.get_width() / 2, b.get_height()),
+                         ha="center", va="bottom", fontsize=7)
         lb = ax2.bar(xs, loss, width, label=name, color=c)
         for b, v in zip(lb, loss):
             ax2.annotate(f"{v:.1f}", (b.get_x() + b.get_width() / 2, b.get_height()),
@@ -137,16 +143,20 @@ def plot_recv(src, dst):
     ax1.set_ylabel("received frames/s (thousands)")
     ax1.set_title(
         "python-can format receive on loopback multicast, one `canmc gen` sender\n"
-        f"({res.get('host', {}).get('cores', '?')} cores, load at start "
+        f"(median of {rows[0].get('rounds', 1)} rounds; "
+        f"{res.get('host', {}).get('cores', '?')} cores, load average at start "
         f"{res.get('load_start', ['?'])[0]})"
     )
     ax1.legend(fontsize=8)
     ax1.grid(axis="y", alpha=0.3)
     ax2.set_ylabel("loss %")
-    ax2.set_xlabel("offered rate (frames/s)")
-    ax2.set_xticks(range(len(rates)))
-    ax2.set_xticklabels(labels)
     ax2.grid(axis="y", alpha=0.3)
+    ax3.set_ylabel("receiver CPU ns per frame (log)")
+    ax3.set_yscale("log")
+    ax3.set_xlabel("offered rate (frames/s)")
+    ax3.set_xticks(range(len(rates)))
+    ax3.set_xticklabels(labels)
+    ax3.grid(axis="y", alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(dst, dpi=110)
 
@@ -175,8 +185,9 @@ def plot_latency(src, dst):
     ax.set_yscale("log")
     ax.set_ylabel("one-way latency, µs (log scale)")
     ax.set_title(
-        f"send → consumer latency on loopback multicast, {res.get('rate', '?')} msgs/s "
-        f"for {res.get('seconds', '?')} s each"
+        f"send → consumer latency on loopback multicast, {res.get('rate', '?'):g} msgs/s, "
+        f"{res.get('seconds', '?'):g} s each in {res.get('rounds', 1)} rounds\n"
+        f"(load average {', '.join(str(x) for x in res.get('loadavg', []))})"
     )
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3, which="both")
