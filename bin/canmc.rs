@@ -8,15 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use canmc::convert::candump::{write_log_line, ScreenFormat, TimeMode};
-use canmc::engine::{Dispatch, Engine, EngineConfig, Event};
+use canmc::engine::{Dispatch, Engine, EngineConfig, Event, PingIdentity};
 use canmc::filter::FilterSet;
 use canmc::frame::{CanFrame, Channel};
 use canmc::gen::{self, GenConfig, Generator};
 use canmc::recv::{self, IoMode, RecvConfig};
-use canmc::send::BatchSender;
+use canmc::send::FrameSender;
 use canmc::socket::{McastConfig, RecvSocket, SendSocket, DEFAULT_GROUP_V4, DEFAULT_GROUP_V6};
 use canmc::summary::Summary;
-use canmc::wire::pycan;
+use canmc::wire::native::{self, Role};
 use canmc::wire::WireFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -36,6 +36,8 @@ enum Command {
     Dump(DumpArgs),
     /// Generate traffic as cangen does.
     Gen(GenArgs),
+    /// Find who is on the group: every canmc receiver answers a probe.
+    Ping(PingArgs),
 }
 
 #[derive(Args, Clone)]
@@ -109,6 +111,13 @@ struct SendOpts {
     /// python-can channel to put in each frame: an integer if it parses as one, else a string.
     #[arg(long, value_name = "CH")]
     channel: Option<String>,
+    /// Largest native datagram in bytes (default fits a 1500-byte MTU, IPv4 or IPv6).
+    #[arg(long, value_name = "BYTES", default_value_t = native::DEFAULT_MAX_DATAGRAM as u16,
+          value_parser = clap::value_parser!(u16).range(native::MIN_MAX_DATAGRAM as i64..=native::MAX_DATAGRAM_LIMIT as i64))]
+    max_datagram: u16,
+    /// Longest a native frame may wait for others to share its datagram, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 1.0)]
+    linger: f64,
 }
 
 impl SendOpts {
@@ -122,11 +131,27 @@ impl SendOpts {
         }
     }
 
-    fn wire(&self) -> Result<WireFormat, String> {
+    fn wire(&self) -> WireFormat {
         match self.wire {
-            WireArg::Pycan => Ok(WireFormat::Pycan),
-            WireArg::Native => Err("--wire native is not available in this build yet".into()),
+            WireArg::Pycan => WireFormat::Pycan,
+            WireArg::Native => WireFormat::Native,
         }
+    }
+
+    fn sender(&self, sock: SendSocket) -> Result<FrameSender, Failure> {
+        if !(self.linger.is_finite() && self.linger >= 0.0 && self.linger <= 60_000.0) {
+            return Err(Failure::usage(format!(
+                "--linger {}: must be a number of milliseconds from 0 to 60000",
+                self.linger
+            )));
+        }
+        let linger_ns = (self.linger * 1e6) as u64;
+        Ok(FrameSender::new(
+            sock,
+            self.wire(),
+            self.max_datagram as usize,
+            linger_ns,
+        ))
     }
 }
 
@@ -135,9 +160,9 @@ struct RecvOpts {
     /// Receive path: io_uring, recvmmsg, or the best available.
     #[arg(long, value_enum, default_value = "auto")]
     io: IoArg,
-    /// Also receive frames sent by this process.
+    /// Do not answer `canmc ping` probes.
     #[arg(long)]
-    own: bool,
+    no_answer: bool,
     /// Stop after this many frames.
     #[arg(short = 'n', long = "count", value_name = "N")]
     count: Option<u64>,
@@ -224,6 +249,22 @@ struct GenArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct PingArgs {
+    #[command(flatten)]
+    net: NetArgs,
+    /// Rounds of probes.
+    #[arg(short = 'c', value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    count: u32,
+    /// Seconds to wait for answers in each round.
+    #[arg(short = 'W', value_name = "SECS", default_value_t = 1.0)]
+    wait: f64,
+    /// One JSON object per answer.
+    #[arg(long)]
+    json: bool,
+}
+
 /// A failure worth one line on stderr, and the exit code that goes with it.
 struct Failure {
     message: String,
@@ -303,6 +344,7 @@ fn main() -> ExitCode {
         Command::Send(a) => cmd_send(a),
         Command::Dump(a) => cmd_dump(a),
         Command::Gen(a) => cmd_gen(a),
+        Command::Ping(a) => cmd_ping(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -320,7 +362,6 @@ fn io_failure(what: &str, e: io::Error) -> Failure {
 fn cmd_send(a: SendArgs) -> Result<(), Failure> {
     let cfg = a.net.config().map_err(Failure::usage)?;
     let channel = a.opts.channel().map_err(Failure::usage)?;
-    a.opts.wire().map_err(Failure::usage)?;
     // Parse everything first: one bad frame means nothing is sent.
     let mut frames = Vec::with_capacity(a.frames.len());
     for text in &a.frames {
@@ -331,13 +372,14 @@ fn cmd_send(a: SendArgs) -> Result<(), Failure> {
         frames.push(f);
     }
     let sock = SendSocket::open(&cfg).map_err(|e| io_failure("cannot open sender", e))?;
-    let mut buf = [0u8; pycan::MAX_ENCODED];
+    let mut tx = a.opts.sender(sock)?;
     for f in &mut frames {
         f.timestamp_ns = now_ns();
-        let n = pycan::encode(f, &mut buf);
-        sock.send(&buf[..n])
+        tx.send(f, f.timestamp_ns)
             .map_err(|e| io_failure("send failed", e))?;
     }
+    tx.flush(now_ns())
+        .map_err(|e| io_failure("send failed", e))?;
     Ok(())
 }
 
@@ -409,7 +451,11 @@ fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
         EngineConfig {
             consumers: 1,
             dispatch: Dispatch::All,
+            // 256 Ki slots (34 MiB) absorb the consumer being descheduled for a few ms
+            // at native rates of ten million frames per second.
+            ring_capacity: 1 << 18,
             accept_only: cfg.sources.clone(),
+            answer_pings: (!a.recv.no_answer).then(|| PingIdentity::this_process(Role::Dump)),
             ..EngineConfig::default()
         },
     )
@@ -427,30 +473,37 @@ fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
     let mut filtered: u64 = 0;
     let limit = a.recv.count.unwrap_or(u64::MAX);
     let mut write_failed = None;
-    while printed < limit && !stopped() && deadline.is_none_or(|d| Instant::now() < d) {
-        let Some(event) = consumer.recv_timeout(Duration::from_millis(50)) else {
+    let mut events = vec![Event::default(); 512];
+    'run: while printed < limit && !stopped() && deadline.is_none_or(|d| Instant::now() < d) {
+        let n = consumer.pop_batch(&mut events);
+        if n == 0 {
             let _ = out.flush();
             status.update(start, printed, "");
-            continue;
-        };
-        let Event::Frame(frame) = event else { continue };
-        if !filters.matches(&frame) {
-            filtered += 1;
+            consumer.wait(Duration::from_millis(50));
             continue;
         }
-        printed += 1;
-        if a.quiet {
-            continue;
-        }
-        line.clear();
-        if a.log {
-            write_log_line(&frame, &mut line);
-        } else {
-            screen.write_line(&frame, &mut line);
-        }
-        if let Err(e) = out.write_all(&line) {
-            write_failed = Some(e);
-            break;
+        for event in &events[..n] {
+            let Event::Frame(frame) = event else { continue };
+            if !filters.matches(frame) {
+                filtered += 1;
+                continue;
+            }
+            printed += 1;
+            if !a.quiet {
+                line.clear();
+                if a.log {
+                    write_log_line(frame, &mut line);
+                } else {
+                    screen.write_line(frame, &mut line);
+                }
+                if let Err(e) = out.write_all(&line) {
+                    write_failed = Some(e);
+                    break 'run;
+                }
+            }
+            if printed == limit {
+                break 'run;
+            }
         }
     }
     let _ = out.flush();
@@ -473,6 +526,8 @@ fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
         kernel_drops: stats.kernel_drops,
         ring_drops: stats.ring_drops,
         seq_gaps: stats.seq_gaps,
+        duplicates: stats.duplicates,
+        reordered: stats.reordered,
         filtered: filtered + stats.filtered,
     };
     if let Some(e) = write_failed {
@@ -495,7 +550,6 @@ fn io_mode_name(m: IoMode) -> &'static str {
 fn cmd_gen(a: GenArgs) -> Result<(), Failure> {
     let cfg = a.net.config().map_err(Failure::usage)?;
     let channel = a.opts.channel().map_err(Failure::usage)?;
-    a.opts.wire().map_err(Failure::usage)?;
     let gap = match (a.rate, a.gap) {
         (Some(r), _) if !(r.is_finite() && r > 0.0) => {
             return Err(Failure::usage(format!(
@@ -524,23 +578,30 @@ fn cmd_gen(a: GenArgs) -> Result<(), Failure> {
     })
     .map_err(|e| Failure::usage(format!("cannot generate these frames: {e}")))?;
     let sock = SendSocket::open(&cfg).map_err(|e| io_failure("cannot open sender", e))?;
-    let mut tx = BatchSender::new(sock, pycan::MAX_ENCODED);
+    let mut tx = a.opts.sender(sock)?;
+    let send_err = |e| io_failure("send failed", e);
     let limit = a.count.unwrap_or(u64::MAX);
     let start = Instant::now();
     let mut status = StatusLine::new(true);
     let mut sent: u64 = 0;
-    let mut bytes: u64 = 0;
     // Paced sending: frames due by now go out together, so high rates still batch.
     let mut next_due = Instant::now();
     while sent < limit && !stopped() {
+        let ts = now_ns();
+        tx.poll(ts).map_err(send_err)?;
         let batch_end = match gap {
             None => sent.saturating_add(256).min(limit),
             Some(gap) => {
                 let now = Instant::now();
                 if now < next_due {
-                    tx.flush().map_err(|e| io_failure("send failed", e))?;
-                    let wait = next_due - now;
-                    std::thread::sleep(wait.min(Duration::from_millis(100)));
+                    // Idle until the next frame is due: what is queued leaves now, and
+                    // a pending native datagram is polled again by its deadline.
+                    tx.send_queued().map_err(send_err)?;
+                    let mut wait = (next_due - now).min(Duration::from_millis(100));
+                    if let Some(deadline) = tx.deadline() {
+                        wait = wait.min(Duration::from_nanos(deadline.saturating_sub(ts)));
+                    }
+                    std::thread::sleep(wait);
                     continue;
                 }
                 let behind = (now - next_due).as_nanos() / gap.as_nanos().max(1);
@@ -549,37 +610,134 @@ fn cmd_gen(a: GenArgs) -> Result<(), Failure> {
                 sent.saturating_add(due).min(limit)
             }
         };
-        let ts = now_ns();
         while sent < batch_end {
             let mut f = generator.next_frame();
             f.timestamp_ns = ts;
             f.channel = channel;
-            tx.push_with(|buf| {
-                let Some(slot) = buf.get_mut(..pycan::MAX_ENCODED) else {
-                    return 0;
-                };
-                let Ok(slot) = <&mut [u8; pycan::MAX_ENCODED]>::try_from(slot) else {
-                    return 0;
-                };
-                let n = pycan::encode(&f, slot);
-                bytes += n as u64;
-                n
-            })
-            .map_err(|e| io_failure("send failed", e))?;
+            tx.send(&f, ts).map_err(send_err)?;
             sent += 1;
         }
         status.update(start, sent, "");
     }
-    tx.flush().map_err(|e| io_failure("send failed", e))?;
+    tx.flush(now_ns()).map_err(send_err)?;
     status.clear();
     let sum = Summary {
         command: "gen",
-        frames: sent,
+        frames: tx.frames(),
         datagrams: tx.datagrams_sent(),
-        bytes,
+        bytes: tx.bytes(),
         elapsed: start.elapsed(),
         ..Default::default()
     };
     print_summary(&sum, a.json);
     Ok(())
+}
+
+fn cmd_ping(a: PingArgs) -> Result<(), Failure> {
+    let cfg = a.net.config().map_err(Failure::usage)?;
+    if !(a.wait.is_finite() && a.wait > 0.0 && a.wait <= 3600.0) {
+        return Err(Failure::usage(format!(
+            "-W {}: must be a number of seconds from 0 to 3600",
+            a.wait
+        )));
+    }
+    let sock =
+        SendSocket::open_for_replies(&cfg).map_err(|e| io_failure("cannot open sender", e))?;
+    let replies = sock
+        .try_clone_udp()
+        .map_err(|e| io_failure("cannot open sender", e))?;
+    let sender_id = native::random_sender_id();
+    let mut probe_buf = [0u8; native::PROBE_LEN];
+    let mut buf = [0u8; 2048];
+    let mut receivers = std::collections::BTreeSet::new();
+    let mut answers = 0u64;
+    for round in 1..=a.count {
+        if stopped() {
+            break;
+        }
+        let probe = native::PingProbe {
+            probe_id: u64::from(native::random_sender_id()) << 32 | u64::from(round),
+            sent_ns: now_ns(),
+        };
+        let n = native::encode_probe(&mut probe_buf, sender_id, u64::from(round), &probe);
+        sock.send(&probe_buf[..n])
+            .map_err(|e| io_failure("cannot send the probe", e))?;
+        let deadline = Instant::now() + Duration::from_secs_f64(a.wait);
+        while !stopped() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let _ = replies.set_read_timeout(Some(left.min(Duration::from_millis(100))));
+            let (len, from) = match replies.recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(io_failure("cannot receive answers", e)),
+            };
+            let Ok((_, answer)) = native::decode_answer(&buf[..len]) else {
+                continue;
+            };
+            if answer.probe_id != probe.probe_id {
+                continue;
+            }
+            let rtt_us = now_ns().saturating_sub(answer.probe_sent_ns) / 1000;
+            answers += 1;
+            receivers.insert(from);
+            if a.json {
+                println!(
+                    "{{\"round\":{round},\"from\":\"{from}\",\"host\":{},\"role\":\"{}\",\"pid\":{},\"uptime_ms\":{},\"frames_seen\":{},\"rtt_us\":{rtt_us}}}",
+                    json_string(answer.host()),
+                    answer.role,
+                    answer.pid,
+                    answer.uptime_ms,
+                    answer.frames_seen
+                );
+            } else {
+                println!(
+                    "{from}  host={} role={} pid={} uptime={:.1}s frames={} rtt={:.3} ms",
+                    answer.host(),
+                    answer.role,
+                    answer.pid,
+                    answer.uptime_ms as f64 / 1000.0,
+                    answer.frames_seen,
+                    rtt_us as f64 / 1000.0
+                );
+            }
+        }
+    }
+    if !a.json {
+        eprintln!("{answers} answers from {} receivers", receivers.len());
+    }
+    if receivers.is_empty() {
+        return Err(Failure {
+            message: format!("no receiver answered on {}", cfg.group),
+            code: 1,
+        });
+    }
+    Ok(())
+}
+
+/// A JSON string literal (quotes and escapes) for text from the network.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }

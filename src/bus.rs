@@ -26,8 +26,9 @@ use std::time::{Duration, Instant};
 
 use crate::frame::{CanFrame, FrameError, SenderAddr};
 use crate::recv::{self, DatagramSource, IoMode, RecvConfig};
+use crate::seq::SeqEvent;
 use crate::socket::{McastConfig, RecvSocket, SendSocket};
-use crate::wire::{self, pycan, DecodeError, WireFormat};
+use crate::wire::{pycan, DecodeError, Demux};
 
 /// How to open a [`Bus`].
 #[derive(Debug, Clone)]
@@ -91,6 +92,10 @@ pub struct BusCounters {
     pub decode_errors: [u64; DecodeError::COUNT],
     /// The kernel's drop counter for the receive socket.
     pub kernel_drops: u64,
+    /// Native datagrams missing from their senders' sequences (net of late arrivals).
+    pub seq_gaps: u64,
+    /// Native datagrams received twice (their frames were delivered once).
+    pub duplicates: u64,
 }
 
 /// Frames buffered between `recv` calls; one receive batch is at most this many frames.
@@ -104,6 +109,7 @@ pub struct Bus {
     recv_own: bool,
     sources: Vec<std::net::IpAddr>,
     pending: VecDeque<CanFrame>,
+    demux: Demux,
     counters: BusCounters,
     encode_buf: Box<[u8; pycan::MAX_ENCODED]>,
 }
@@ -124,6 +130,7 @@ impl Bus {
             recv_own: cfg.recv_own,
             sources: cfg.net.sources.clone(),
             pending: VecDeque::with_capacity(PENDING_CAPACITY),
+            demux: Demux::new(),
             counters: BusCounters::default(),
             encode_buf: Box::new([0u8; pycan::MAX_ENCODED]),
         })
@@ -154,6 +161,7 @@ impl Bus {
             let Bus {
                 rx,
                 pending,
+                demux,
                 counters,
                 own,
                 recv_own,
@@ -176,23 +184,22 @@ impl Bus {
                     counters.foreign_dropped += 1;
                     return;
                 }
-                let mut frame = CanFrame::EMPTY;
-                let result = match wire::detect(datagram) {
-                    WireFormat::Pycan => pycan::decode(datagram, &mut frame),
-                    WireFormat::Native => Err(DecodeError::UnknownType),
-                };
-                match result {
-                    Ok(()) => {
-                        frame.timestamp_ns = meta.timestamp_ns;
-                        frame.sender = meta.sender;
-                        if pending.len() < PENDING_CAPACITY {
-                            pending.push_back(frame);
-                            counters.frames_received += 1;
-                        } else {
-                            counters.overflow_dropped += 1;
-                        }
+                let out = demux.decode(datagram, meta, |frame| {
+                    if pending.len() < PENDING_CAPACITY {
+                        pending.push_back(frame);
+                        counters.frames_received += 1;
+                    } else {
+                        counters.overflow_dropped += 1;
                     }
-                    Err(kind) => counters.decode_errors[kind as usize] += 1,
+                });
+                if let Some(kind) = out.error {
+                    counters.decode_errors[kind as usize] += u64::from(out.bad_records.max(1));
+                }
+                match out.seq {
+                    Some(SeqEvent::Gap { lost }) => counters.seq_gaps += lost,
+                    Some(SeqEvent::Late) => counters.seq_gaps = counters.seq_gaps.saturating_sub(1),
+                    Some(SeqEvent::Duplicate) => counters.duplicates += 1,
+                    _ => {}
                 }
             })?;
             if self.pending.is_empty() && Instant::now() >= deadline {

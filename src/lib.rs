@@ -14,6 +14,7 @@ pub mod engine;
 pub mod filter;
 pub mod frame;
 pub mod gen;
+pub mod record;
 pub mod recv;
 pub mod ring;
 pub mod send;

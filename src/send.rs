@@ -12,7 +12,10 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use crate::frame::CanFrame;
 use crate::socket::SendSocket;
+use crate::wire::native::{self, NativeBatcher};
+use crate::wire::{pycan, WireFormat};
 
 /// Datagrams queued before a flush.
 const BATCH: usize = 256;
@@ -351,4 +354,151 @@ fn probe_gso(sock: &SendSocket) -> bool {
         )
     };
     rc == 0
+}
+
+/// Sends frames in either wire format over a [`BatchSender`].
+///
+/// python-can format: one datagram per frame, encoded straight into a batch slot.
+/// Native format: frames share datagrams per [`NativeBatcher`]'s rules — a frame sent
+/// while idle leaves at once, under load frames are batched, and none waits longer
+/// than the linger time *provided the caller calls [`FrameSender::poll`] by
+/// [`FrameSender::deadline`]* (the CLI's loops do). Nothing is sent until a batch is
+/// full or [`FrameSender::flush`] is called; call it when a burst ends.
+///
+/// Frames are validated: an invalid one is counted in [`FrameSender::rejected`] and
+/// never reaches the wire. Allocates only in `new`.
+pub struct FrameSender {
+    tx: BatchSender,
+    format: WireFormat,
+    native: Option<NativeBatcher>,
+    frames: u64,
+    bytes: u64,
+    rejected: u64,
+}
+
+impl FrameSender {
+    /// A sender writing `format`; `max_datagram` and `linger_ns` apply to native
+    /// datagrams (python-can datagrams are at most [`pycan::MAX_ENCODED`] bytes).
+    pub fn new(sock: SendSocket, format: WireFormat, max_datagram: usize, linger_ns: u64) -> Self {
+        let (tx, native) = match format {
+            WireFormat::Pycan => (BatchSender::new(sock, pycan::MAX_ENCODED), None),
+            WireFormat::Native => {
+                let mut batcher =
+                    NativeBatcher::new(native::random_sender_id(), max_datagram, linger_ns);
+                // Equal-size full datagrams let the kernel take many per GSO call.
+                batcher.set_pad_full(true);
+                (BatchSender::new(sock, max_datagram), Some(batcher))
+            }
+        };
+        FrameSender {
+            tx,
+            format,
+            native,
+            frames: 0,
+            bytes: 0,
+            rejected: 0,
+        }
+    }
+
+    /// Queues one frame (its timestamp and channel go on the wire).
+    #[inline]
+    pub fn send(&mut self, frame: &CanFrame, now_ns: u64) -> io::Result<()> {
+        if frame.validate().is_err() {
+            self.rejected += 1;
+            return Ok(());
+        }
+        match &mut self.native {
+            None => {
+                let mut written = 0;
+                self.tx.push_with(|buf| {
+                    let Some(slot) = buf.get_mut(..pycan::MAX_ENCODED) else {
+                        return 0;
+                    };
+                    let Ok(slot) = <&mut [u8; pycan::MAX_ENCODED]>::try_from(slot) else {
+                        return 0;
+                    };
+                    written = pycan::encode(frame, slot);
+                    written
+                })?;
+                self.bytes += written as u64;
+            }
+            Some(batcher) => {
+                if let Some(datagram) = batcher.push(frame, now_ns) {
+                    self.bytes += datagram.len() as u64;
+                    self.tx.push(datagram)?;
+                }
+            }
+        }
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Queues the pending native datagram if its linger time is up.
+    pub fn poll(&mut self, now_ns: u64) -> io::Result<()> {
+        if let Some(batcher) = &mut self.native {
+            if let Some(datagram) = batcher.poll(now_ns) {
+                self.bytes += datagram.len() as u64;
+                self.tx.push(datagram)?;
+                self.tx.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// When [`FrameSender::poll`] must be called next, if a native datagram is pending.
+    pub fn deadline(&self) -> Option<u64> {
+        self.native.as_ref().and_then(|b| b.deadline())
+    }
+
+    /// Sends the datagrams already sealed (a pending native datagram keeps waiting for
+    /// more frames, up to its deadline).
+    pub fn send_queued(&mut self) -> io::Result<()> {
+        self.tx.flush()
+    }
+
+    /// Sends everything queued, including a pending native datagram.
+    pub fn flush(&mut self, now_ns: u64) -> io::Result<()> {
+        if let Some(batcher) = &mut self.native {
+            if let Some(datagram) = batcher.flush(now_ns) {
+                self.bytes += datagram.len() as u64;
+                self.tx.push(datagram)?;
+            }
+        }
+        self.tx.flush()
+    }
+
+    /// Frames accepted for sending.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Payload bytes of the datagrams built so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Datagrams handed to the kernel.
+    pub fn datagrams_sent(&self) -> u64 {
+        self.tx.datagrams_sent()
+    }
+
+    /// Invalid frames refused.
+    pub fn rejected(&self) -> u64 {
+        self.rejected
+    }
+
+    /// The format this sender writes.
+    pub fn format(&self) -> WireFormat {
+        self.format
+    }
+
+    /// The source address receivers see.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.tx.local_addr()
+    }
+
+    /// Whether UDP GSO is in use.
+    pub fn gso_enabled(&self) -> bool {
+        self.tx.gso_enabled()
+    }
 }

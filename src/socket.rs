@@ -192,12 +192,26 @@ impl RecvSocket {
 pub struct SendSocket {
     sock: Socket,
     local: SocketAddr,
+    /// `None` when connected (plain `send`), else where `send` addresses datagrams.
+    dest: Option<SocketAddr>,
 }
 
 impl SendSocket {
     /// Opens a socket on an ephemeral port with the configured interface, TTL / hop limit
     /// and loopback, connected to the group.
     pub fn open(cfg: &McastConfig) -> io::Result<SendSocket> {
+        SendSocket::open_with(cfg, true)
+    }
+
+    /// Like [`SendSocket::open`], but not connected, so unicast replies from anyone
+    /// (`ping` answers) reach it. [`SendSocket::local_addr`] may then show the
+    /// unspecified address with the real port. Not for [`crate::send::BatchSender`],
+    /// which needs a connected socket.
+    pub fn open_for_replies(cfg: &McastConfig) -> io::Result<SendSocket> {
+        SendSocket::open_with(cfg, false)
+    }
+
+    fn open_with(cfg: &McastConfig, connect: bool) -> io::Result<SendSocket> {
         cfg.validate().map_err(invalid)?;
         let iface = cfg.iface.as_deref().map(Iface::resolve).transpose()?;
         let index = iface.as_ref().map_or(0, |i| i.index);
@@ -238,13 +252,19 @@ impl SendSocket {
         };
         // Connecting fixes the source address now, so the engine can recognise (and
         // drop, if asked) its own datagrams.
-        sock.connect(&dest.into())
-            .map_err(|e| ctx(e, format!("connect to {dest}")))?;
+        if connect {
+            sock.connect(&dest.into())
+                .map_err(|e| ctx(e, format!("connect to {dest}")))?;
+        }
         let local = sock
             .local_addr()?
             .as_socket()
             .ok_or_else(|| io::Error::other("send socket has no IP local address"))?;
-        Ok(SendSocket { sock, local })
+        Ok(SendSocket {
+            sock,
+            local,
+            dest: (!connect).then_some(dest),
+        })
     }
 
     /// The source address receivers see on this socket's datagrams.
@@ -254,7 +274,15 @@ impl SendSocket {
 
     /// Sends one datagram to the group.
     pub fn send(&self, datagram: &[u8]) -> io::Result<()> {
-        self.sock.send(datagram).map(drop)
+        match self.dest {
+            None => self.sock.send(datagram).map(drop),
+            Some(dest) => self.sock.send_to(datagram, &dest.into()).map(drop),
+        }
+    }
+
+    /// A `std` handle on the same socket (for receiving replies with timeouts).
+    pub fn try_clone_udp(&self) -> io::Result<std::net::UdpSocket> {
+        Ok(self.sock.try_clone()?.into())
     }
 
     /// The socket, for batch senders and inspection.

@@ -21,6 +21,10 @@ pub struct Summary {
     pub kernel_drops: u64,
     pub ring_drops: u64,
     pub seq_gaps: u64,
+    /// Native datagrams received twice (their frames were kept once).
+    pub duplicates: u64,
+    /// Native datagrams that arrived after a later one.
+    pub reordered: u64,
     /// Frames dropped by a filter (own frames, `--source`, ID filters).
     pub filtered: u64,
 }
@@ -65,11 +69,13 @@ impl Summary {
         }
         let _ = write!(
             s,
-            "}},\"decode_errors_total\":{},\"kernel_drops\":{},\"ring_drops\":{},\"seq_gaps\":{},\"filtered\":{}}}",
+            "}},\"decode_errors_total\":{},\"kernel_drops\":{},\"ring_drops\":{},\"seq_gaps\":{},\"duplicates\":{},\"reordered\":{},\"filtered\":{}}}",
             self.decode_errors_total(),
             self.kernel_drops,
             self.ring_drops,
             self.seq_gaps,
+            self.duplicates,
+            self.reordered,
             self.filtered
         );
         s
@@ -100,6 +106,13 @@ impl Summary {
             self.seq_gaps,
             self.filtered
         );
+        if self.duplicates + self.reordered > 0 {
+            let _ = write!(
+                s,
+                "\n  native datagrams duplicated {}, reordered {}",
+                self.duplicates, self.reordered
+            );
+        }
         if self.decode_errors_total() > 0 {
             s.push_str("\n  decode errors by kind:");
             for (i, kind) in DecodeError::ALL.iter().enumerate() {

@@ -1,4 +1,362 @@
-//! Conversions between frames and file/text formats: candump logs and candump's screen
-//! output ([`candump`]).
+//! Conversions between captures on disk: `.cmc` recordings, candump logs ([`candump`]),
+//! pcap / pcapng, Vector ASC. One writer trait and one reading function, so `record`,
+//! `convert` and `replay` treat every format alike; the format is chosen by extension.
 
 pub mod candump;
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::engine::Event;
+use crate::frame::{CanFrame, SenderAddr};
+use crate::record::{Record, RecordError, Recorder, RecorderOptions, Recording};
+
+/// A capture file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileFormat {
+    /// canmc's own recording (`.cmc`): every field, losses in line, crash-safe.
+    Cmc,
+    /// candump log (`.log`).
+    Log,
+    /// pcapng with LINKTYPE_CAN_SOCKETCAN, ns timestamps (`.pcapng`).
+    Pcapng,
+    /// pcap with LINKTYPE_CAN_SOCKETCAN, ns timestamps (`.pcap`).
+    Pcap,
+    /// Vector ASC (`.asc`).
+    Asc,
+}
+
+impl FileFormat {
+    /// The format a path's extension names.
+    pub fn from_path(path: &Path) -> Result<FileFormat, ConvertError> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase());
+        match ext.as_deref() {
+            Some("cmc") => Ok(FileFormat::Cmc),
+            Some("log") => Ok(FileFormat::Log),
+            Some("pcapng") => Ok(FileFormat::Pcapng),
+            Some("pcap") => Ok(FileFormat::Pcap),
+            Some("asc") => Ok(FileFormat::Asc),
+            _ => Err(ConvertError::UnknownExtension(path.to_path_buf())),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FileFormat::Cmc => "cmc",
+            FileFormat::Log => "candump log",
+            FileFormat::Pcapng => "pcapng",
+            FileFormat::Pcap => "pcap",
+            FileFormat::Asc => "ASC",
+        }
+    }
+}
+
+/// Why a conversion failed. Every variant names the file.
+#[derive(Debug)]
+pub enum ConvertError {
+    /// The extension names no format canmc knows.
+    UnknownExtension(PathBuf),
+    /// Reading or writing the file failed.
+    Io { path: PathBuf, source: io::Error },
+    /// A line of a text capture does not parse.
+    Parse {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    /// The `.cmc` layer failed.
+    Record(RecordError),
+    /// This format cannot be read (or written) by this build.
+    Unsupported {
+        format: FileFormat,
+        what: &'static str,
+    },
+}
+
+impl fmt::Display for ConvertError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConvertError::UnknownExtension(p) => write!(
+                f,
+                "{}: unknown extension (use .cmc, .log, .pcapng, .pcap or .asc)",
+                p.display()
+            ),
+            ConvertError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            ConvertError::Parse {
+                path,
+                line,
+                message,
+            } => write!(f, "{}:{line}: {message}", path.display()),
+            ConvertError::Record(e) => write!(f, "{e}"),
+            ConvertError::Unsupported { format, what } => {
+                write!(f, "{} files cannot be {what}", format.name())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConvertError {}
+
+impl From<RecordError> for ConvertError {
+    fn from(e: RecordError) -> Self {
+        ConvertError::Record(e)
+    }
+}
+
+fn io_err(path: &Path) -> impl Fn(io::Error) -> ConvertError + '_ {
+    move |source| ConvertError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where captured events go. Formats that cannot say "frames were lost here" write
+/// what they can (a comment) or nothing; `.cmc` keeps everything.
+pub trait FrameWriter {
+    fn write_frame(&mut self, frame: &CanFrame) -> Result<(), ConvertError>;
+
+    /// `lost` datagrams of a native sender never arrived.
+    fn write_loss(
+        &mut self,
+        _sender: SenderAddr,
+        _lost: u64,
+        _timestamp_ns: u64,
+    ) -> Result<(), ConvertError> {
+        Ok(())
+    }
+
+    /// The kernel dropped `count` datagrams.
+    fn write_kernel_drops(&mut self, _count: u64, _timestamp_ns: u64) -> Result<(), ConvertError> {
+        Ok(())
+    }
+
+    /// Writes any event.
+    fn write_event(&mut self, event: &Event) -> Result<(), ConvertError> {
+        match *event {
+            Event::Frame(ref f) => self.write_frame(f),
+            Event::Loss {
+                sender,
+                lost,
+                timestamp_ns,
+            } => self.write_loss(sender, lost, timestamp_ns),
+            Event::KernelDrops {
+                count,
+                timestamp_ns,
+            } => self.write_kernel_drops(count, timestamp_ns),
+        }
+    }
+
+    /// Flushes to the kernel what is buffered (the file stays open and valid).
+    fn flush(&mut self) -> Result<(), ConvertError>;
+
+    /// Completes the file.
+    fn finish(self: Box<Self>) -> Result<(), ConvertError>;
+}
+
+/// Options for [`create_writer`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriterOptions {
+    /// `.cmc` segment size and sync policy.
+    pub recorder: RecorderOptions,
+}
+
+/// Opens a writer for `path` in `format` (see [`FileFormat::from_path`]).
+pub fn create_writer(
+    path: &Path,
+    format: FileFormat,
+    opts: WriterOptions,
+) -> Result<Box<dyn FrameWriter>, ConvertError> {
+    match format {
+        FileFormat::Cmc => Ok(Box::new(CmcWriter(Recorder::create(path, opts.recorder)?))),
+        FileFormat::Log => {
+            let file = File::create(path).map_err(io_err(path))?;
+            Ok(Box::new(LogWriter {
+                out: BufWriter::with_capacity(1 << 16, file),
+                line: Vec::with_capacity(256),
+                path: path.to_path_buf(),
+            }))
+        }
+        FileFormat::Pcapng | FileFormat::Pcap | FileFormat::Asc => Err(ConvertError::Unsupported {
+            format,
+            what: "written by this build yet",
+        }),
+    }
+}
+
+struct CmcWriter(Recorder);
+
+impl FrameWriter for CmcWriter {
+    fn write_frame(&mut self, frame: &CanFrame) -> Result<(), ConvertError> {
+        Ok(self.0.write_frame(frame)?)
+    }
+    fn write_loss(&mut self, sender: SenderAddr, lost: u64, ts: u64) -> Result<(), ConvertError> {
+        Ok(self.0.write_loss(sender, lost, ts)?)
+    }
+    fn write_kernel_drops(&mut self, count: u64, ts: u64) -> Result<(), ConvertError> {
+        Ok(self.0.write_kernel_drops(count, ts)?)
+    }
+    fn flush(&mut self) -> Result<(), ConvertError> {
+        Ok(self.0.flush()?)
+    }
+    fn finish(self: Box<Self>) -> Result<(), ConvertError> {
+        self.0.finish()?;
+        Ok(())
+    }
+}
+
+/// candump log: frames as `(sec.usec) iface ID#DATA`; losses as `#` comments, which
+/// every candump log reader skips.
+struct LogWriter {
+    out: BufWriter<File>,
+    line: Vec<u8>,
+    path: PathBuf,
+}
+
+impl FrameWriter for LogWriter {
+    fn write_frame(&mut self, frame: &CanFrame) -> Result<(), ConvertError> {
+        self.line.clear();
+        candump::write_log_line(frame, &mut self.line);
+        self.out.write_all(&self.line).map_err(io_err(&self.path))
+    }
+    fn write_loss(&mut self, sender: SenderAddr, lost: u64, ts: u64) -> Result<(), ConvertError> {
+        writeln!(
+            self.out,
+            "# canmc: {lost} datagrams lost from {sender:?} before ({}.{:06})",
+            ts / 1_000_000_000,
+            ts % 1_000_000_000 / 1000
+        )
+        .map_err(io_err(&self.path))
+    }
+    fn write_kernel_drops(&mut self, count: u64, ts: u64) -> Result<(), ConvertError> {
+        writeln!(
+            self.out,
+            "# canmc: kernel dropped {count} datagrams before ({}.{:06})",
+            ts / 1_000_000_000,
+            ts % 1_000_000_000 / 1000
+        )
+        .map_err(io_err(&self.path))
+    }
+    fn flush(&mut self) -> Result<(), ConvertError> {
+        self.out.flush().map_err(io_err(&self.path))
+    }
+    fn finish(mut self: Box<Self>) -> Result<(), ConvertError> {
+        self.out.flush().map_err(io_err(&self.path))?;
+        self.out.get_ref().sync_all().map_err(io_err(&self.path))
+    }
+}
+
+/// Options for [`read_events`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadOptions {
+    /// Skip lines that do not parse (counted in [`ReadStats::skipped`]) instead of
+    /// stopping at the first with an error naming file and line.
+    pub skip_bad: bool,
+    /// Start at the first event at or after this time (a `.cmc` seeks by its index).
+    pub start_ns: Option<u64>,
+}
+
+/// What [`read_events`] went through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    pub events: u64,
+    /// Bad lines skipped (with `skip_bad`).
+    pub skipped: u64,
+    /// The callback asked to stop.
+    pub stopped: bool,
+}
+
+/// Reads the events of a capture in order and hands each to `f`, which returns `false`
+/// to stop early.
+pub fn read_events(
+    path: &Path,
+    format: FileFormat,
+    opts: ReadOptions,
+    f: &mut dyn FnMut(&Event) -> bool,
+) -> Result<ReadStats, ConvertError> {
+    let mut stats = ReadStats::default();
+    match format {
+        FileFormat::Cmc => {
+            let recording = Recording::open(path)?;
+            let records = match opts.start_ns {
+                Some(t) => recording.seek(t),
+                None => recording.iter(),
+            };
+            for r in records {
+                let ev = match r {
+                    Record::Frame(v) => Event::Frame(v.to_frame()),
+                    Record::Loss {
+                        sender,
+                        lost,
+                        timestamp_ns,
+                    } => Event::Loss {
+                        sender,
+                        lost,
+                        timestamp_ns,
+                    },
+                    Record::KernelDrops {
+                        count,
+                        timestamp_ns,
+                    } => Event::KernelDrops {
+                        count,
+                        timestamp_ns,
+                    },
+                };
+                stats.events += 1;
+                if !f(&ev) {
+                    stats.stopped = true;
+                    break;
+                }
+            }
+        }
+        FileFormat::Log => {
+            let file = File::open(path).map_err(io_err(path))?;
+            let mut reader = BufReader::with_capacity(1 << 16, file);
+            let mut line = String::with_capacity(256);
+            let mut number = 0u64;
+            loop {
+                line.clear();
+                let n = reader.read_line(&mut line).map_err(io_err(path))?;
+                if n == 0 {
+                    break;
+                }
+                number += 1;
+                let frame = match candump::parse_log_line(&line) {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => continue,
+                    Err(e) if opts.skip_bad => {
+                        let _ = e;
+                        stats.skipped += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(ConvertError::Parse {
+                            path: path.to_path_buf(),
+                            line: number,
+                            message: format!("{e} (use --skip-bad to skip such lines)"),
+                        })
+                    }
+                };
+                if opts.start_ns.is_some_and(|t| frame.timestamp_ns < t) {
+                    continue;
+                }
+                stats.events += 1;
+                if !f(&Event::Frame(frame)) {
+                    stats.stopped = true;
+                    break;
+                }
+            }
+        }
+        FileFormat::Pcapng | FileFormat::Pcap | FileFormat::Asc => {
+            return Err(ConvertError::Unsupported {
+                format,
+                what: "read by this build yet",
+            })
+        }
+    }
+    Ok(stats)
+}

@@ -1,0 +1,128 @@
+//! The recorder allocates nothing per frame after `Recorder::create` (rotation
+//! included), and reading a recording allocates nothing after `Recording::open`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use canmc::record::{Record, Recorder, RecorderOptions, Recording};
+use canmc::{CanFrame, Channel, SenderAddr};
+
+/// Counts allocations made by threads that switched counting on.
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: forwards to the system allocator; the counter has no effect on allocation.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Allocations made by `f` on this thread.
+fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {
+    let before = ALLOCS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    let out = f();
+    COUNTING.with(|c| c.set(false));
+    (ALLOCS.load(Ordering::Relaxed) - before, out)
+}
+
+#[test]
+fn hot_paths_do_not_allocate() {
+    let dir = std::env::temp_dir().join(format!("canmc-alloc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("a.cmc");
+    let senders: Vec<SenderAddr> = ["127.0.0.1:1", "127.0.0.2:2", "[ff15::9]:3"]
+        .iter()
+        .map(|s| SenderAddr::from(s.parse::<std::net::SocketAddr>().unwrap()))
+        .collect();
+    let channels = [
+        Channel::NONE,
+        Channel::int(1),
+        Channel::str("vcan0").unwrap(),
+    ];
+    let frames: Vec<CanFrame> = (0..1000u64)
+        .map(|i| {
+            let mut f = if i % 10 == 0 {
+                CanFrame::new(0x123, canmc::frame::flags::FD, &[i as u8; 64]).unwrap()
+            } else {
+                CanFrame::new((i % 0x800) as u32, 0, &i.to_le_bytes()).unwrap()
+            };
+            f.channel = channels[i as usize % 3];
+            f.sender = senders[i as usize % 3];
+            f
+        })
+        .collect();
+
+    let mut rec = Recorder::create(
+        &path,
+        RecorderOptions {
+            segment_size: 1 << 20,
+            ..RecorderOptions::default()
+        },
+    )
+    .unwrap();
+    let n = 120_000u64;
+    let (allocs, ()) = allocations(|| {
+        for i in 0..n {
+            let mut f = frames[(i % 1000) as usize];
+            f.timestamp_ns = i;
+            rec.write_frame(&f).unwrap();
+            if i % 5000 == 0 {
+                rec.write_loss(senders[1], 3, i).unwrap();
+                rec.write_kernel_drops(2, i).unwrap();
+            }
+        }
+        rec.flush().unwrap();
+    });
+    let stats = rec.stats();
+    assert!(
+        stats.segments >= 4,
+        "the run must include rotations: {stats:?}"
+    );
+    assert_eq!(allocs, 0, "writing {n} frames allocated {allocs} times");
+    let (allocs, stats) = allocations(|| rec.finish().unwrap());
+    assert_eq!(allocs, 0, "finish allocated");
+    assert_eq!(stats.frames, n);
+
+    let recording = Recording::open(&path).unwrap();
+    let (allocs, (count, sum)) = allocations(|| {
+        let (mut count, mut sum) = (0u64, 0u64);
+        for r in recording.iter() {
+            if let Record::Frame(f) = r {
+                count += 1;
+                sum += f.payload().len() as u64 + f.to_frame().id as u64;
+            }
+        }
+        let mut it = recording.seek(n / 2);
+        let first = it.next().map(|r| r.timestamp_ns());
+        assert_eq!(first, Some(n / 2));
+        let st = recording.stats();
+        assert_eq!(st.frames, n);
+        (count, sum)
+    });
+    assert_eq!(count, n);
+    assert!(sum > 0);
+    assert_eq!(allocs, 0, "reading allocated {allocs} times");
+    let _ = std::fs::remove_dir_all(&dir);
+}
