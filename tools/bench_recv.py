@@ -14,7 +14,7 @@ wait4), and ratios against raw_recvmmsg at the same rate in the same run.
 Runs inside a private network namespace: under `tools/netlab.sh run` it uses that one,
 otherwise it re-executes itself under `unshare -n`. Nothing leaves the host.
 
-    python3 tools/bench_recv.py            # full run, ~2 min; writes docs/perf/recv.{json,png}
+    python3 tools/bench_recv.py            # full run, ~2.5 min; writes docs/perf/recv.{json,png}
     python3 tools/bench_recv.py --quick    # < 40 s; writes docs/perf/recv-quick.{json,png}
 """
 
@@ -72,7 +72,7 @@ def parse_args():
     p.add_argument("--repeat", type=int, help="rounds over all (rate, receiver) pairs")
     p.add_argument("--pycan-max", type=float, default=200000,
                    help="highest offered rate python-can gets (default 200000)")
-    p.add_argument("--max-frames", type=int, default=2_500_000,
+    p.add_argument("--max-frames", type=int, default=1_800_000,
                    help="frames sent at rate 'max' (full run)")
     p.add_argument("--receivers", default="raw,uring,mmsg,pycan")
     p.add_argument("--out", help="JSON result path (default docs/perf/recv[-quick].json)")
@@ -85,8 +85,8 @@ def parse_args():
         a.repeat = a.repeat or 1
         a.max_frames = min(a.max_frames, 800_000)
     else:
-        a.rates = a.rates or "20000,50000,200000,500000,max"
-        a.seconds = a.seconds or 2.0
+        a.rates = a.rates or "20000,50000,200000,500000,800000,max"
+        a.seconds = a.seconds or 1.5
         a.repeat = a.repeat or 3
     a.out = a.out or os.path.join(
         bc.REPO, "docs", "perf", "recv-quick.json" if a.quick else "recv.json")
