@@ -107,6 +107,7 @@ def plot_recv(src, dst):
         "raw_recvmmsg": "#555555",
         "canmc uring": "#1f77b4",
         "canmc mmsg": "#2ca02c",
+        "canmc record": "#9467bd",
         "python-can": "#d62728",
     }
     fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(9, 11), sharex=True)
