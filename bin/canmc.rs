@@ -3,15 +3,18 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use canmc::convert::candump::{write_log_line, ScreenFormat, TimeMode};
+use canmc::convert::{self as conv, FileFormat, ReadOptions, WriterOptions};
 use canmc::engine::{Dispatch, Engine, EngineConfig, Event, PingIdentity};
 use canmc::filter::FilterSet;
 use canmc::frame::{CanFrame, Channel};
 use canmc::gen::{self, GenConfig, Generator};
+use canmc::record::RecorderOptions;
 use canmc::recv::{self, IoMode, RecvConfig};
 use canmc::send::FrameSender;
 use canmc::socket::{McastConfig, RecvSocket, SendSocket, DEFAULT_GROUP_V4, DEFAULT_GROUP_V6};
@@ -38,6 +41,14 @@ enum Command {
     Gen(GenArgs),
     /// Find who is on the group: every canmc receiver answers a probe.
     Ping(PingArgs),
+    /// Capture the group to a file: .cmc, .log, .pcapng, .pcap or .asc by extension.
+    Record(RecordArgs),
+    /// Play a recording or candump log onto the group.
+    Replay(ReplayArgs),
+    /// Convert between .cmc, .log, .pcapng, .pcap and .asc (by extension).
+    Convert(ConvertArgs),
+    /// Frames, time span, rate, IDs and losses of a capture file.
+    Info(InfoArgs),
 }
 
 #[derive(Args, Clone)]
@@ -265,6 +276,110 @@ struct PingArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct RecordArgs {
+    #[command(flatten)]
+    net: NetArgs,
+    #[command(flatten)]
+    recv: RecvOpts,
+    /// Output file; its extension picks the format (.cmc, .log, .pcapng, .pcap, .asc).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: PathBuf,
+    /// .cmc segment size in MiB: a new segment file (FILE.1, FILE.2, …) starts when one is full.
+    #[arg(long, value_name = "MIB", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    segment_size: u64,
+    /// candump filters: <id>:<mask> (match) or <id>~<mask> (inverse), hex.
+    #[arg(value_name = "FILTER")]
+    filters: Vec<String>,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    net: NetArgs,
+    #[command(flatten)]
+    opts: SendOpts,
+    /// A .cmc recording or a candump .log (or .asc).
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Play faster (2) or slower (0.5) than recorded.
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        default_value_t = 1.0,
+        conflicts_with = "fast"
+    )]
+    speed: f64,
+    /// As fast as possible (sendmmsg + UDP GSO), ignoring timestamps.
+    #[arg(long)]
+    fast: bool,
+    /// Play the file N times, or `i` for ever.
+    #[arg(long = "loop", value_name = "N|i", default_value = "1")]
+    repeat: LoopCount,
+    /// Shorten any gap between frames longer than this many seconds to this length.
+    #[arg(long, value_name = "SECS")]
+    skip_gaps: Option<f64>,
+    /// Start this many seconds after the file's first frame.
+    #[arg(long, value_name = "SECS")]
+    start: Option<f64>,
+    /// Stop this many seconds after the file's first frame.
+    #[arg(long, value_name = "SECS")]
+    end: Option<f64>,
+    /// Skip lines of a .log that do not parse instead of stopping at the first.
+    #[arg(long)]
+    skip_bad: bool,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// candump filters: <id>:<mask> (match) or <id>~<mask> (inverse), hex.
+    #[arg(short = 'f', long = "filter", value_name = "FILTER")]
+    filters: Vec<String>,
+}
+
+/// `--loop`: a count or `i` (infinite).
+#[derive(Clone, Copy, Debug)]
+struct LoopCount(Option<u64>);
+
+impl std::str::FromStr for LoopCount {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "i" | "inf" => Ok(LoopCount(None)),
+            _ => match s.parse::<u64>() {
+                Ok(n) if n >= 1 => Ok(LoopCount(Some(n))),
+                _ => Err(format!("'{s}' is not a count ≥ 1 or 'i'")),
+            },
+        }
+    }
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// Input: .cmc, .log or .asc.
+    #[arg(value_name = "IN")]
+    input: PathBuf,
+    /// Output: .cmc, .log, .pcapng, .pcap or .asc.
+    #[arg(value_name = "OUT")]
+    output: PathBuf,
+    /// Skip lines of a text input that do not parse instead of stopping at the first.
+    #[arg(long)]
+    skip_bad: bool,
+}
+
+#[derive(Args)]
+struct InfoArgs {
+    /// A .cmc, .log or .asc file.
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Skip lines of a text file that do not parse.
+    #[arg(long)]
+    skip_bad: bool,
+}
+
 /// A failure worth one line on stderr, and the exit code that goes with it.
 struct Failure {
     message: String,
@@ -345,6 +460,10 @@ fn main() -> ExitCode {
         Command::Dump(a) => cmd_dump(a),
         Command::Gen(a) => cmd_gen(a),
         Command::Ping(a) => cmd_ping(a),
+        Command::Record(a) => cmd_record(a),
+        Command::Replay(a) => cmd_replay(a),
+        Command::Convert(a) => cmd_convert(a),
+        Command::Info(a) => cmd_info(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -424,10 +543,23 @@ fn print_summary(sum: &Summary, json: bool) {
     }
 }
 
-fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
-    let cfg = a.net.config().map_err(Failure::usage)?;
-    let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
-    let deadline = match a.recv.duration {
+/// What a receiving command does with each event; `Ok(false)` stops it.
+type OnEvent<'a> = dyn FnMut(&Event) -> Result<bool, Failure> + 'a;
+
+/// Joins the group, runs the engine with one consumer, and hands every event that
+/// passes the filters to `on_event` until `-n`, `--duration`, a signal, or `on_event`
+/// says stop. `-n` counts frames. Returns the summary (not yet printed).
+fn run_receiver(
+    command: &'static str,
+    net: &NetArgs,
+    recv: &RecvOpts,
+    role: Role,
+    filters: &FilterSet,
+    on_event: &mut OnEvent<'_>,
+    on_idle: &mut dyn FnMut(),
+) -> Result<Summary, Failure> {
+    let cfg = net.config().map_err(Failure::usage)?;
+    let deadline = match recv.duration {
         Some(s) if !(s.is_finite() && s > 0.0) => {
             return Err(Failure::usage(format!(
                 "--duration {s}: must be a positive number of seconds"
@@ -441,7 +573,7 @@ fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
         eprintln!("canmc: warning: {w}");
     }
     let (source, note) =
-        recv::open_source(sock.into_socket(), a.recv.io.into(), &RecvConfig::default())
+        recv::open_source(sock.into_socket(), recv.io.into(), &RecvConfig::default())
             .map_err(|e| io_failure("cannot start receiving", e))?;
     if let Some(note) = note {
         eprintln!("canmc: note: {note}");
@@ -455,7 +587,7 @@ fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
             // at native rates of ten million frames per second.
             ring_capacity: 1 << 18,
             accept_only: cfg.sources.clone(),
-            answer_pings: (!a.recv.no_answer).then(|| PingIdentity::this_process(Role::Dump)),
+            answer_pings: (!recv.no_answer).then(|| PingIdentity::this_process(role)),
             ..EngineConfig::default()
         },
     )
@@ -464,61 +596,64 @@ fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
     let counters = engine.counters();
 
     let start = Instant::now();
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-    let mut line = Vec::with_capacity(512);
-    let mut screen = ScreenFormat::new(a.time.unwrap_or_default());
-    let mut status = StatusLine::new(!io::stdout().is_terminal());
-    let mut printed: u64 = 0;
+    let mut status = StatusLine::new(command != "dump" || !io::stdout().is_terminal());
+    let mut frames: u64 = 0;
     let mut filtered: u64 = 0;
-    let limit = a.recv.count.unwrap_or(u64::MAX);
-    let mut write_failed = None;
+    let limit = recv.count.unwrap_or(u64::MAX);
+    let mut failure = None;
     let mut events = vec![Event::default(); 512];
-    'run: while printed < limit && !stopped() && deadline.is_none_or(|d| Instant::now() < d) {
+    'run: while frames < limit && !stopped() && deadline.is_none_or(|d| Instant::now() < d) {
         let n = consumer.pop_batch(&mut events);
         if n == 0 {
-            let _ = out.flush();
-            status.update(start, printed, "");
+            on_idle();
+            let s = counters.snapshot();
+            status.update(
+                start,
+                frames,
+                &format!(
+                    "drops {} gaps {}",
+                    s.kernel_drops + s.ring_drops,
+                    s.seq_gaps
+                ),
+            );
             consumer.wait(Duration::from_millis(50));
             continue;
         }
         for event in &events[..n] {
-            let Event::Frame(frame) = event else { continue };
-            if !filters.matches(frame) {
-                filtered += 1;
-                continue;
-            }
-            printed += 1;
-            if !a.quiet {
-                line.clear();
-                if a.log {
-                    write_log_line(frame, &mut line);
-                } else {
-                    screen.write_line(frame, &mut line);
+            if let Event::Frame(frame) = event {
+                if !filters.matches(frame) {
+                    filtered += 1;
+                    continue;
                 }
-                if let Err(e) = out.write_all(&line) {
-                    write_failed = Some(e);
+                frames += 1;
+            }
+            match on_event(event) {
+                Ok(true) => {}
+                Ok(false) => break 'run,
+                Err(f) => {
+                    failure = Some(f);
                     break 'run;
                 }
             }
-            if printed == limit {
+            if frames == limit {
                 break 'run;
             }
         }
     }
-    let _ = out.flush();
-    drop(out);
     status.clear();
     engine.stop();
     let io_name = io_mode_name(engine.io_mode());
     if let Err(e) = engine.join() {
         eprintln!("canmc: warning: receive thread: {e}");
     }
+    if let Some(f) = failure {
+        return Err(f);
+    }
     let stats = counters.snapshot();
-    let sum = Summary {
-        command: "dump",
+    Ok(Summary {
+        command,
         io: Some(io_name),
-        frames: printed,
+        frames,
         datagrams: stats.datagrams,
         bytes: stats.bytes,
         elapsed: start.elapsed(),
@@ -529,13 +664,55 @@ fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
         duplicates: stats.duplicates,
         reordered: stats.reordered,
         filtered: filtered + stats.filtered,
-    };
-    if let Some(e) = write_failed {
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            return Err(io_failure("cannot write output", e));
-        }
+    })
+}
+
+fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
+    let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut line = Vec::with_capacity(512);
+    let mut screen = ScreenFormat::new(a.time.unwrap_or_default());
+    let mut broken_pipe = false;
+    let out_cell = std::cell::RefCell::new(&mut out);
+    let result = run_receiver(
+        "dump",
+        &a.net,
+        &a.recv,
+        Role::Dump,
+        &filters,
+        &mut |event| {
+            let Event::Frame(frame) = event else {
+                return Ok(true);
+            };
+            if a.quiet {
+                return Ok(true);
+            }
+            line.clear();
+            if a.log {
+                write_log_line(frame, &mut line);
+            } else {
+                screen.write_line(frame, &mut line);
+            }
+            match out_cell.borrow_mut().write_all(&line) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    broken_pipe = true;
+                    Ok(false)
+                }
+                Err(e) => Err(io_failure("cannot write output", e)),
+            }
+        },
+        &mut || {
+            let _ = out_cell.borrow_mut().flush();
+        },
+    );
+    let _ = out.flush();
+    drop(out);
+    let sum = result?;
+    if !broken_pipe {
+        print_summary(&sum, a.recv.json);
     }
-    print_summary(&sum, a.recv.json);
     Ok(())
 }
 
@@ -740,4 +917,360 @@ fn json_string(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+fn convert_failure(e: conv::ConvertError) -> Failure {
+    Failure::runtime(e.to_string())
+}
+
+fn cmd_record(a: RecordArgs) -> Result<(), Failure> {
+    let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
+    let format = FileFormat::from_path(&a.output).map_err(|e| Failure::usage(e.to_string()))?;
+    let opts = WriterOptions {
+        recorder: RecorderOptions {
+            segment_size: a.segment_size << 20,
+            ..RecorderOptions::default()
+        },
+    };
+    // Check the network arguments before creating the file.
+    a.net.config().map_err(Failure::usage)?;
+    let writer = std::cell::RefCell::new(
+        conv::create_writer(&a.output, format, opts).map_err(convert_failure)?,
+    );
+    let mut last_flush = Instant::now();
+    let mut write_error = None;
+    let result = run_receiver(
+        "record",
+        &a.net,
+        &a.recv,
+        Role::Record,
+        &filters,
+        &mut |event| match writer.borrow_mut().write_event(event) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                write_error = Some(e.to_string());
+                Ok(false)
+            }
+        },
+        &mut || {
+            if last_flush.elapsed() >= Duration::from_secs(1) {
+                last_flush = Instant::now();
+                let _ = writer.borrow_mut().flush();
+            }
+        },
+    );
+    // Whatever happened, close the file so that it opens with everything written.
+    let finished = writer.into_inner().finish();
+    if let Some(e) = write_error {
+        return Err(Failure::runtime(format!(
+            "recording stopped: {e}; {} keeps every frame written before",
+            a.output.display()
+        )));
+    }
+    let sum = result?;
+    finished.map_err(convert_failure)?;
+    print_summary(&sum, a.recv.json);
+    if !a.recv.json {
+        eprintln!("  written to {} ({})", a.output.display(), format.name());
+    }
+    Ok(())
+}
+
+fn cmd_convert(a: ConvertArgs) -> Result<(), Failure> {
+    let in_format = FileFormat::from_path(&a.input).map_err(|e| Failure::usage(e.to_string()))?;
+    let out_format = FileFormat::from_path(&a.output).map_err(|e| Failure::usage(e.to_string()))?;
+    if !a.input.exists() {
+        return Err(Failure::runtime(format!(
+            "{}: no such file",
+            a.input.display()
+        )));
+    }
+    let total_bytes = std::fs::metadata(&a.input).map(|m| m.len()).unwrap_or(0);
+    let mut writer = conv::create_writer(&a.output, out_format, WriterOptions::default())
+        .map_err(convert_failure)?;
+    let mut progress = Progress::new(total_bytes, in_format);
+    let mut write_error = None;
+    let read = conv::read_events(
+        &a.input,
+        in_format,
+        ReadOptions {
+            skip_bad: a.skip_bad,
+            start_ns: None,
+        },
+        &mut |event| {
+            if let Err(e) = writer.write_event(event) {
+                write_error = Some(e);
+                return false;
+            }
+            progress.tick();
+            !stopped()
+        },
+    );
+    progress.clear();
+    let finished = writer.finish();
+    if let Some(e) = write_error {
+        return Err(convert_failure(e));
+    }
+    let stats = read.map_err(convert_failure)?;
+    finished.map_err(convert_failure)?;
+    eprintln!(
+        "canmc convert: {} events from {} ({}) to {} ({}){}",
+        stats.events,
+        a.input.display(),
+        in_format.name(),
+        a.output.display(),
+        out_format.name(),
+        if stats.skipped > 0 {
+            format!(", {} bad lines skipped", stats.skipped)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// A progress bar on stderr for long conversions, when stderr is a terminal. The total
+/// is estimated from the input's size and its format's typical bytes per event.
+struct Progress {
+    enabled: bool,
+    estimate: u64,
+    done: u64,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(total_bytes: u64, format: FileFormat) -> Progress {
+        let per_event = match format {
+            FileFormat::Cmc => 32,
+            FileFormat::Log => 40,
+            FileFormat::Asc => 60,
+            FileFormat::Pcap | FileFormat::Pcapng => 48,
+        };
+        Progress {
+            enabled: io::stderr().is_terminal() && total_bytes > 8 << 20,
+            estimate: (total_bytes / per_event).max(1),
+            done: 0,
+            last: Instant::now(),
+        }
+    }
+
+    fn tick(&mut self) {
+        self.done += 1;
+        if !self.enabled
+            || self.done % 4096 != 0
+            || self.last.elapsed() < Duration::from_millis(200)
+        {
+            return;
+        }
+        self.last = Instant::now();
+        let pct = (self.done * 100 / self.estimate).min(99);
+        let filled = (pct / 4) as usize;
+        eprint!(
+            "\r\x1b[K[{}{}] ~{pct:>2}%  {} events",
+            "#".repeat(filled),
+            " ".repeat(25 - filled),
+            self.done
+        );
+    }
+
+    fn clear(&self) {
+        if self.enabled {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+fn cmd_info(a: InfoArgs) -> Result<(), Failure> {
+    let format = FileFormat::from_path(&a.file).map_err(|e| Failure::usage(e.to_string()))?;
+    if !a.file.exists() {
+        return Err(Failure::runtime(format!(
+            "{}: no such file",
+            a.file.display()
+        )));
+    }
+    let mut frames = 0u64;
+    let (mut first, mut last) = (u64::MAX, 0u64);
+    let mut kinds = [0u64; 5]; // standard, extended, remote, error, fd
+    let mut ids: std::collections::HashMap<(u32, bool), u64> = std::collections::HashMap::new();
+    let (mut loss_events, mut lost, mut drop_events, mut drops) = (0u64, 0u64, 0u64, 0u64);
+    let mut senders = std::collections::BTreeSet::new();
+    let stats = conv::read_events(
+        &a.file,
+        format,
+        ReadOptions {
+            skip_bad: a.skip_bad,
+            start_ns: None,
+        },
+        &mut |event| {
+            match event {
+                Event::Frame(f) => {
+                    frames += 1;
+                    first = first.min(f.timestamp_ns);
+                    last = last.max(f.timestamp_ns);
+                    kinds[usize::from(f.is_extended())] += 1;
+                    if f.is_remote() {
+                        kinds[2] += 1;
+                    }
+                    if f.is_error() {
+                        kinds[3] += 1;
+                    }
+                    if f.is_fd() {
+                        kinds[4] += 1;
+                    }
+                    *ids.entry((f.id, f.is_extended())).or_default() += 1;
+                    if let Some(s) = f.sender.get() {
+                        senders.insert(s);
+                    }
+                }
+                Event::Loss { lost: n, .. } => {
+                    loss_events += 1;
+                    lost += n;
+                }
+                Event::KernelDrops { count, .. } => {
+                    drop_events += 1;
+                    drops += count;
+                }
+            }
+            true
+        },
+    )
+    .map_err(convert_failure)?;
+    let span_ns = last.saturating_sub(first);
+    let span = if frames > 0 {
+        span_ns as f64 / 1e9
+    } else {
+        0.0
+    };
+    let rate = if span > 0.0 {
+        frames as f64 / span
+    } else {
+        0.0
+    };
+    let mut top: Vec<_> = ids.iter().map(|(&(id, ext), &n)| (n, id, ext)).collect();
+    top.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let id_text = |id: u32, ext: bool| {
+        if ext {
+            format!("{id:08X}")
+        } else {
+            format!("{id:03X}")
+        }
+    };
+    if a.json {
+        let top_json: Vec<String> = top
+            .iter()
+            .take(10)
+            .map(|&(n, id, ext)| format!("{{\"id\":\"{}\",\"frames\":{n}}}", id_text(id, ext)))
+            .collect();
+        println!(
+            "{{\"file\":{},\"format\":\"{}\",\"frames\":{frames},\"first_ns\":{},\"last_ns\":{},\"span_s\":{span:.6},\"rate_fps\":{rate:.1},\"standard\":{},\"extended\":{},\"remote\":{},\"error\":{},\"fd\":{},\"ids\":{},\"top_ids\":[{}],\"senders\":{},\"loss_records\":{loss_events},\"lost_datagrams\":{lost},\"kernel_drop_records\":{drop_events},\"kernel_drops\":{drops},\"skipped_lines\":{}}}",
+            json_string(&a.file.display().to_string()),
+            format.name(),
+            if frames > 0 { first } else { 0 },
+            last,
+            kinds[0],
+            kinds[1],
+            kinds[2],
+            kinds[3],
+            kinds[4],
+            ids.len(),
+            top_json.join(","),
+            senders.len(),
+            stats.skipped
+        );
+        return Ok(());
+    }
+    println!("{} ({})", a.file.display(), format.name());
+    println!(
+        "  frames     {frames} ({} standard, {} extended; {} remote, {} error, {} FD)",
+        kinds[0], kinds[1], kinds[2], kinds[3], kinds[4]
+    );
+    if frames > 0 {
+        println!(
+            "  time       {}.{:06} to {}.{:06} ({span:.6} s)",
+            first / 1_000_000_000,
+            first % 1_000_000_000 / 1000,
+            last / 1_000_000_000,
+            last % 1_000_000_000 / 1000
+        );
+        println!("  rate       {rate:.1} frames/s");
+    }
+    let shown: Vec<String> = top
+        .iter()
+        .take(8)
+        .map(|&(n, id, ext)| format!("{}×{n}", id_text(id, ext)))
+        .collect();
+    println!(
+        "  IDs        {} distinct; most frequent: {}",
+        ids.len(),
+        shown.join(" ")
+    );
+    if !senders.is_empty() {
+        println!("  senders    {}", senders.len());
+    }
+    println!("  losses     {lost} datagrams in {loss_events} gaps; kernel drops {drops} in {drop_events} reports");
+    if stats.skipped > 0 {
+        println!("  skipped    {} lines that do not parse", stats.skipped);
+    }
+    Ok(())
+}
+
+fn cmd_replay(a: ReplayArgs) -> Result<(), Failure> {
+    let cfg = a.net.config().map_err(Failure::usage)?;
+    let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
+    let format = FileFormat::from_path(&a.file).map_err(|e| Failure::usage(e.to_string()))?;
+    if !a.file.exists() {
+        return Err(Failure::runtime(format!(
+            "{}: no such file",
+            a.file.display()
+        )));
+    }
+    if !(a.speed.is_finite() && a.speed > 0.0) {
+        return Err(Failure::usage(format!(
+            "--speed {}: must be a positive factor",
+            a.speed
+        )));
+    }
+    let secs = |name: &str, v: Option<f64>| -> Result<Option<Duration>, Failure> {
+        match v {
+            None => Ok(None),
+            Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
+            Some(s) => Err(Failure::usage(format!("--{name} {s}: must be seconds ≥ 0"))),
+        }
+    };
+    let opts = canmc::replay::ReplayOptions {
+        speed: (!a.fast).then_some(a.speed),
+        loops: a.repeat.0,
+        max_gap: secs("skip-gaps", a.skip_gaps)?,
+        start: secs("start", a.start)?,
+        end: secs("end", a.end)?,
+        filters,
+        skip_bad: a.skip_bad,
+    };
+    let sock = SendSocket::open(&cfg).map_err(|e| io_failure("cannot open sender", e))?;
+    let mut tx = a.opts.sender(sock)?;
+    let stats = canmc::replay::replay(&a.file, format, &mut tx, &opts, &stopped)
+        .map_err(convert_failure)?;
+    let sum = Summary {
+        command: "replay",
+        frames: stats.frames,
+        datagrams: tx.datagrams_sent(),
+        bytes: tx.bytes(),
+        elapsed: stats.elapsed,
+        ..Default::default()
+    };
+    print_summary(&sum, a.json);
+    if !a.json {
+        let l = &stats.lateness;
+        if let (Some(p50), Some(p99)) = (l.quantile_us(0.5), l.quantile_us(0.99)) {
+            eprintln!(
+                "  {} plays; send time behind schedule: p50 < {p50} µs, p99 < {p99} µs, max {:.1} µs",
+                stats.loops,
+                l.max().as_secs_f64() * 1e6
+            );
+        }
+        if stats.bad_lines > 0 {
+            eprintln!("  {} bad lines skipped", stats.bad_lines);
+        }
+    }
+    Ok(())
 }

@@ -16,6 +16,7 @@ pub mod frame;
 pub mod gen;
 pub mod record;
 pub mod recv;
+pub mod replay;
 pub mod ring;
 pub mod send;
 pub mod seq;
