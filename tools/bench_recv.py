@@ -5,7 +5,7 @@
   raw_recvmmsg   examples/raw_recvmmsg.rs: count-only recvmmsg loop, the kernel's limit
   canmc uring    canmc dump --io uring --quiet --json
   canmc mmsg     canmc dump --io mmsg  --quiet --json
-  canmc record   canmc record --io uring -o /dev/shm/….cmc --json (once `record` exists)
+  canmc record   canmc record --io uring -o /dev/shm/….cmc --json (.cmc on tmpfs)
   python-can     UdpMulticastBus(channel='239.74.163.2').recv() in a loop (low rates only)
 
 For every (rate, receiver): frames sent, frames received, loss %, received frames per
@@ -20,6 +20,7 @@ otherwise it re-executes itself under `unshare -n`. Nothing leaves the host.
 """
 
 import argparse
+import glob
 import json
 import os
 import signal
@@ -93,7 +94,7 @@ def parse_args():
         a.max_frames = min(a.max_frames, 800_000)
     else:
         a.rates = a.rates or "20000,50000,200000,500000,800000,max"
-        a.seconds = a.seconds or 1.5
+        a.seconds = a.seconds or 1.2
         a.repeat = a.repeat or 3
     a.out = a.out or os.path.join(
         bc.REPO, "docs", "perf", "recv-quick.json" if a.quick else "recv.json")
@@ -184,9 +185,12 @@ def measure(name, rate, frames, py, drain):
     if proc.returncode != 0:
         raise SystemExit(f"{label} exited {proc.returncode}: {etext}")
     rsum = last_json(text)
-    if name == "record" and os.path.exists(RECORD_FILE):
-        rsum["file_bytes"] = os.path.getsize(RECORD_FILE)
-        os.remove(RECORD_FILE)
+    if name == "record":
+        files = [RECORD_FILE] + glob.glob(RECORD_FILE + ".*")
+        files = [f for f in files if os.path.exists(f)]
+        rsum["file_bytes"] = sum(os.path.getsize(f) for f in files)
+        for f in files:
+            os.remove(f)
     if name == "raw":
         received = rsum["datagrams"]
     else:
@@ -279,7 +283,8 @@ def lossless(rows):
 
 def lossless_text(best):
     def fmt(d):
-        return ", ".join(f"{k} {v:.0f}/s" for k, v in sorted(d.items(), key=lambda kv: -kv[1]))
+        return ", ".join(f"{k} {v:.0f}/s" if v else f"{k} none"
+                         for k, v in sorted(d.items(), key=lambda kv: -kv[1]))
     return ("highest sending rate without loss, median of rounds: "
             + fmt(best["median_of_rounds"])
             + "\n                         strict (no loss in any round): "
@@ -341,6 +346,10 @@ def main():
             argv.append("--no-build")
         sys.exit(bc.reexec_in_netns(argv))
     bc.prepare_netns()
+    if not a.no_build:
+        # Inside the namespace there is no network: build from what cargo already has.
+        subprocess.run(["cargo", "build", "--offline", "--release", "--bin", "canmc",
+                        "--example", "raw_recvmmsg"], cwd=bc.REPO, check=True)
     py = bc.venv_python()
     for b in (CANMC, RAW):
         if not os.access(b, os.X_OK):
