@@ -6,6 +6,11 @@ Run as a script (with the venv python, which has matplotlib) it draws plots:
 
     .venv/bin/python tools/bench_common.py plot-recv docs/perf/recv.json docs/perf/recv.png
     .venv/bin/python tools/bench_common.py plot-latency docs/perf/latency.json docs/perf/latency.png
+
+and prints the markdown tables of docs/perf.md (any python 3):
+
+    python3 tools/bench_common.py md-recv docs/perf/recv.json
+    python3 tools/bench_common.py md-latency docs/perf/latency.json
 """
 
 import json
@@ -196,10 +201,52 @@ def plot_latency(src, dst):
     fig.savefig(dst, dpi=110)
 
 
+def md_recv(src):
+    """The docs/perf.md tables of a bench_recv.py result."""
+    with open(src) as f:
+        res = json.load(f)
+    out = ["| offered | receiver | sent/s | received/s | loss % | CPU ns/frame | "
+           "recv/s vs raw | delivered vs raw | CPU vs raw |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in res["summary"]:
+        cpu = f"{s['cpu_ns_per_frame']:,.0f}" if s.get("cpu_ns_per_frame") else "-"
+        out.append(
+            f"| {_fmt_rate(s['rate'])} | {s['receiver']} | {s['sent_fps']:,.0f} | "
+            f"{s['recv_fps']:,.0f} | {s['loss_pct']:.2f} | {cpu} | "
+            f"{s.get('fps_vs_raw', 0):.3f} | {s.get('delivered_vs_raw', 0):.3f} | "
+            f"{s.get('cpu_vs_raw', 0):.2f} |")
+    ll = res.get("lossless_fps", {})
+    med, strict = ll.get("median_of_rounds", {}), ll.get("strict", {})
+    out += ["", "| receiver | median over the rounds | strict (no loss in any round) |",
+            "|---|---:|---:|"]
+    for k in sorted(med, key=lambda k: -med[k]):
+        out.append(f"| {k} | {med[k]:,.0f}/s | "
+                   + (f"{strict[k]:,.0f}/s" if strict.get(k) else "none") + " |")
+    return "\n".join(out)
+
+
+def md_latency(src):
+    """The docs/perf.md table of a latency bench result."""
+    with open(src) as f:
+        res = json.load(f)
+    out = ["| receiver | received/sent | p50 µs | p99 µs | p99.9 µs | max µs | p50 / raw | "
+           "p99 / raw | p99.9 / raw |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for x in res["results"]:
+        out.append(
+            f"| {x['name']} | {x['received']}/{x['sent']} | {x['p50_us']:.1f} | "
+            f"{x['p99_us']:.1f} | {x['p999_us']:.0f} | {x['max_us']:.0f} | "
+            f"{x['p50_vs_raw']:.2f} | {x['p99_vs_raw']:.2f} | {x['p999_vs_raw']:.2f} |")
+    return "\n".join(out)
+
+
 def main():
-    if len(sys.argv) != 4 or sys.argv[1] not in ("plot-recv", "plot-latency"):
+    cmds = {"plot-recv": plot_recv, "plot-latency": plot_latency}
+    if len(sys.argv) == 3 and sys.argv[1] in ("md-recv", "md-latency"):
+        print({"md-recv": md_recv, "md-latency": md_latency}[sys.argv[1]](sys.argv[2]))
+        return
+    if len(sys.argv) != 4 or sys.argv[1] not in cmds:
         sys.exit(__doc__)
-    {"plot-recv": plot_recv, "plot-latency": plot_latency}[sys.argv[1]](sys.argv[2], sys.argv[3])
+    cmds[sys.argv[1]](sys.argv[2], sys.argv[3])
 
 
 if __name__ == "__main__":
