@@ -23,6 +23,28 @@ use canmc::wire::native::{self, Role};
 use canmc::wire::WireFormat;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+// The standard print macros panic when the stream is gone (a closed pipe, a full disk
+// under a redirect). A command line never panics on its output: these shadow them
+// and drop what cannot be written.
+macro_rules! println {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! eprintln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+macro_rules! eprint {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($t)*);
+    }};
+}
+
 /// CAN and CAN FD over UDP multicast, wire-compatible with python-can's udp_multicast.
 #[derive(Parser)]
 #[command(name = "canmc", version, about, max_term_width = 100)]
@@ -543,21 +565,12 @@ fn print_summary(sum: &Summary, json: bool) {
     }
 }
 
-/// What a receiving command does with each event; `Ok(false)` stops it.
-type OnEvent<'a> = dyn FnMut(&Event) -> Result<bool, Failure> + 'a;
-
-/// Joins the group, runs the engine with one consumer, and hands every event that
-/// passes the filters to `on_event` until `-n`, `--duration`, a signal, or `on_event`
-/// says stop. `-n` counts frames. Returns the summary (not yet printed).
-fn run_receiver(
-    command: &'static str,
+/// Joins the group and opens the receive path; also checks `--duration`.
+#[allow(clippy::type_complexity)]
+fn open_receiver(
     net: &NetArgs,
     recv: &RecvOpts,
-    role: Role,
-    filters: &FilterSet,
-    on_event: &mut OnEvent<'_>,
-    on_idle: &mut dyn FnMut(),
-) -> Result<Summary, Failure> {
+) -> Result<(Box<dyn recv::DatagramSource>, McastConfig, Option<Instant>), Failure> {
     let cfg = net.config().map_err(Failure::usage)?;
     let deadline = match recv.duration {
         Some(s) if !(s.is_finite() && s > 0.0) => {
@@ -578,20 +591,66 @@ fn run_receiver(
     if let Some(note) = note {
         eprintln!("canmc: note: {note}");
     }
-    let (engine, mut handles) = Engine::start(
-        source,
-        EngineConfig {
-            consumers: 1,
-            dispatch: Dispatch::All,
-            // 256 Ki slots (34 MiB) absorb the consumer being descheduled for a few ms
-            // at native rates of ten million frames per second.
-            ring_capacity: 1 << 18,
-            accept_only: cfg.sources.clone(),
-            answer_pings: (!recv.no_answer).then(|| PingIdentity::this_process(role)),
-            ..EngineConfig::default()
-        },
-    )
-    .map_err(|e| io_failure("cannot start the engine", e))?;
+    Ok((source, cfg, deadline))
+}
+
+fn engine_config(cfg: &McastConfig, recv: &RecvOpts, role: Role) -> EngineConfig {
+    EngineConfig {
+        consumers: 1,
+        dispatch: Dispatch::All,
+        // 256 Ki slots (34 MiB) absorb the consumer being descheduled for a few ms at
+        // native rates of ten million frames per second.
+        ring_capacity: 1 << 18,
+        accept_only: cfg.sources.clone(),
+        answer_pings: (!recv.no_answer).then(|| PingIdentity::this_process(role)),
+        ..EngineConfig::default()
+    }
+}
+
+fn summary_from(
+    command: &'static str,
+    io: IoMode,
+    stats: &canmc::engine::Stats,
+    frames: u64,
+    filtered: u64,
+    elapsed: Duration,
+) -> Summary {
+    Summary {
+        command,
+        io: Some(io_mode_name(io)),
+        frames,
+        datagrams: stats.datagrams,
+        bytes: stats.bytes,
+        elapsed,
+        decode_errors: stats.decode_errors,
+        kernel_drops: stats.kernel_drops,
+        ring_drops: stats.ring_drops,
+        seq_gaps: stats.seq_gaps,
+        duplicates: stats.duplicates,
+        reordered: stats.reordered,
+        senders: stats.senders,
+        filtered: filtered + stats.filtered,
+    }
+}
+
+/// What a receiving command does with each event; `Ok(false)` stops it.
+type OnEvent<'a> = dyn FnMut(&Event) -> Result<bool, Failure> + 'a;
+
+/// Joins the group, runs the engine with one consumer, and hands every event that
+/// passes the filters to `on_event` until `-n`, `--duration`, a signal, or `on_event`
+/// says stop. `-n` counts frames. Returns the summary (not yet printed).
+fn run_receiver(
+    command: &'static str,
+    net: &NetArgs,
+    recv: &RecvOpts,
+    role: Role,
+    filters: &FilterSet,
+    on_event: &mut OnEvent<'_>,
+    on_idle: &mut dyn FnMut(),
+) -> Result<Summary, Failure> {
+    let (source, cfg, deadline) = open_receiver(net, recv)?;
+    let (engine, mut handles) = Engine::start(source, engine_config(&cfg, recv, role))
+        .map_err(|e| io_failure("cannot start the engine", e))?;
     let mut consumer = handles.remove(0);
     let counters = engine.counters();
 
@@ -642,7 +701,7 @@ fn run_receiver(
     }
     status.clear();
     engine.stop();
-    let io_name = io_mode_name(engine.io_mode());
+    let io_mode = engine.io_mode();
     if let Err(e) = engine.join() {
         eprintln!("canmc: warning: receive thread: {e}");
     }
@@ -650,21 +709,14 @@ fn run_receiver(
         return Err(f);
     }
     let stats = counters.snapshot();
-    Ok(Summary {
+    Ok(summary_from(
         command,
-        io: Some(io_name),
+        io_mode,
+        &stats,
         frames,
-        datagrams: stats.datagrams,
-        bytes: stats.bytes,
-        elapsed: start.elapsed(),
-        decode_errors: stats.decode_errors,
-        kernel_drops: stats.kernel_drops,
-        ring_drops: stats.ring_drops,
-        seq_gaps: stats.seq_gaps,
-        duplicates: stats.duplicates,
-        reordered: stats.reordered,
-        filtered: filtered + stats.filtered,
-    })
+        filtered,
+        start.elapsed(),
+    ))
 }
 
 fn cmd_dump(a: DumpArgs) -> Result<(), Failure> {
@@ -923,6 +975,49 @@ fn convert_failure(e: conv::ConvertError) -> Failure {
     Failure::runtime(e.to_string())
 }
 
+/// `record`'s consumer: runs on the engine's receive thread, so a frame goes from the
+/// socket buffer to the file with no ring in between.
+struct RecordSink {
+    writer: Box<dyn conv::FrameWriter>,
+    filters: FilterSet,
+    limit: u64,
+    frames: u64,
+    filtered: u64,
+    error: Option<String>,
+    last_flush: Instant,
+}
+
+impl canmc::engine::InlineConsumer for RecordSink {
+    fn on_event(&mut self, event: &Event) -> bool {
+        if let Event::Frame(f) = event {
+            if !self.filters.matches(f) {
+                self.filtered += 1;
+                return true;
+            }
+        }
+        if let Err(e) = self.writer.write_event(event) {
+            self.error = Some(e.to_string());
+            return false;
+        }
+        if let Event::Frame(_) = event {
+            self.frames += 1;
+            return self.frames < self.limit;
+        }
+        true
+    }
+
+    fn on_batch_end(&mut self) {
+        // Text formats reach the file within a second (for `tail -f`); .cmc records are
+        // in the page cache already and survive a crash of this process anyway.
+        if self.last_flush.elapsed() >= Duration::from_secs(1) {
+            self.last_flush = Instant::now();
+            if let Err(e) = self.writer.flush() {
+                self.error.get_or_insert(e.to_string());
+            }
+        }
+    }
+}
+
 fn cmd_record(a: RecordArgs) -> Result<(), Failure> {
     let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
     let format = FileFormat::from_path(&a.output).map_err(|e| Failure::usage(e.to_string()))?;
@@ -932,43 +1027,61 @@ fn cmd_record(a: RecordArgs) -> Result<(), Failure> {
             ..RecorderOptions::default()
         },
     };
-    // Check the network arguments before creating the file.
-    a.net.config().map_err(Failure::usage)?;
-    let writer = std::cell::RefCell::new(
-        conv::create_writer(&a.output, format, opts).map_err(convert_failure)?,
-    );
-    let mut last_flush = Instant::now();
-    let mut write_error = None;
-    let result = run_receiver(
-        "record",
-        &a.net,
-        &a.recv,
-        Role::Record,
-        &filters,
-        &mut |event| match writer.borrow_mut().write_event(event) {
-            Ok(()) => Ok(true),
-            Err(e) => {
-                write_error = Some(e.to_string());
-                Ok(false)
-            }
-        },
-        &mut || {
-            if last_flush.elapsed() >= Duration::from_secs(1) {
-                last_flush = Instant::now();
-                let _ = writer.borrow_mut().flush();
-            }
-        },
-    );
+    // Join first: a bad address must not leave an empty file behind.
+    let (source, cfg, deadline) = open_receiver(&a.net, &a.recv)?;
+    let writer = conv::create_writer(&a.output, format, opts).map_err(convert_failure)?;
+    let sink = RecordSink {
+        writer,
+        filters,
+        limit: a.recv.count.unwrap_or(u64::MAX),
+        frames: 0,
+        filtered: 0,
+        error: None,
+        last_flush: Instant::now(),
+    };
+    let running = Engine::start_inline(source, engine_config(&cfg, &a.recv, Role::Record), sink)
+        .map_err(|e| io_failure("cannot start the engine", e))?;
+    let counters = running.engine().counters();
+    let io_mode = running.engine().io_mode();
+    let start = Instant::now();
+    let mut status = StatusLine::new(true);
+    while !stopped() && !running.is_finished() && deadline.is_none_or(|d| Instant::now() < d) {
+        std::thread::sleep(Duration::from_millis(20));
+        let s = counters.snapshot();
+        status.update(
+            start,
+            s.frames,
+            &format!("drops {} gaps {}", s.kernel_drops, s.seq_gaps),
+        );
+    }
+    status.clear();
+    let elapsed = start.elapsed();
+    let (result, sink) = running.join();
+    let Some(sink) = sink else {
+        return Err(Failure::runtime(
+            "the receive thread died; the recording may be incomplete",
+        ));
+    };
     // Whatever happened, close the file so that it opens with everything written.
-    let finished = writer.into_inner().finish();
-    if let Some(e) = write_error {
+    let finished = sink.writer.finish();
+    if let Some(e) = sink.error {
         return Err(Failure::runtime(format!(
             "recording stopped: {e}; {} keeps every frame written before",
             a.output.display()
         )));
     }
-    let sum = result?;
+    if let Err(e) = result {
+        return Err(io_failure("receiving failed", e));
+    }
     finished.map_err(convert_failure)?;
+    let sum = summary_from(
+        "record",
+        io_mode,
+        &counters.snapshot(),
+        sink.frames,
+        sink.filtered,
+        elapsed,
+    );
     print_summary(&sum, a.recv.json);
     if !a.recv.json {
         eprintln!("  written to {} ({})", a.output.display(), format.name());

@@ -193,7 +193,7 @@ impl Bus {
                     }
                 });
                 if let Some(kind) = out.error {
-                    counters.decode_errors[kind as usize] += u64::from(out.bad_records.max(1));
+                    counters.decode_errors[kind as usize] += out.error_count();
                 }
                 match out.seq {
                     Some(SeqEvent::Gap { lost }) => counters.seq_gaps += lost,

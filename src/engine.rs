@@ -212,6 +212,7 @@ pub struct Counters {
     reordered: AtomicU64,
     filtered: AtomicU64,
     pings_answered: AtomicU64,
+    senders: AtomicU64,
 }
 
 /// A copy of the [`Counters`] at one moment.
@@ -243,6 +244,9 @@ pub struct Stats {
     pub filtered: u64,
     /// `ping` probes answered.
     pub pings_answered: u64,
+    /// Native senders seen (each new sender id counts once; a restarted sender picks
+    /// a new id).
+    pub senders: u64,
 }
 
 impl Stats {
@@ -273,6 +277,7 @@ impl Counters {
             reordered: ld(&self.reordered),
             filtered: ld(&self.filtered),
             pings_answered: ld(&self.pings_answered),
+            senders: ld(&self.senders),
         }
     }
 
@@ -292,6 +297,7 @@ impl Counters {
         st(&self.reordered, s.reordered);
         st(&self.filtered, s.filtered);
         st(&self.pings_answered, s.pings_answered);
+        st(&self.senders, s.senders);
     }
 }
 
@@ -499,9 +505,9 @@ impl<C> InlineEngine<C> {
     pub fn join(mut self) -> (io::Result<()>, Option<C>) {
         self.engine.stop();
         match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| {
-                (Err(io::Error::other("receive thread panicked")), None)
-            }),
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| (Err(io::Error::other("receive thread panicked")), None)),
             None => (Ok(()), None),
         }
     }
@@ -870,7 +876,7 @@ impl<C: InlineConsumer> Sink<C> {
         }
         let out = demux.decode(datagram, meta, |frame| self.deliver(frame));
         if let Some(e) = out.error {
-            self.stats.decode_errors[e as usize] += u64::from(out.bad_records.max(1));
+            self.stats.decode_errors[e as usize] += out.error_count();
         }
         match out.seq {
             Some(SeqEvent::Gap { lost }) => {
@@ -886,6 +892,7 @@ impl<C: InlineConsumer> Sink<C> {
                 self.stats.seq_gaps = self.stats.seq_gaps.saturating_sub(1);
             }
             Some(SeqEvent::Duplicate) => self.stats.duplicates += 1,
+            Some(SeqEvent::First) => self.stats.senders += 1,
             _ => {}
         }
         if let (Some(probe), Some(responder)) = (out.probe, self.responder.as_mut()) {

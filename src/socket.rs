@@ -124,9 +124,16 @@ impl RecvSocket {
         let iface = cfg.iface.as_deref().map(Iface::resolve).transpose()?;
         let index = iface.as_ref().map_or(0, |i| i.index);
         let sock = new_udp(cfg.group)?;
+        // Several programs share the port, as python-can does: SO_REUSEADDR is enough
+        // for that, and every socket on the group gets its own copy of each datagram.
         sock.set_reuse_address(true)?;
-        // Several programs share the port, as python-can does.
-        sock.set_reuse_port(true)?;
+        // SO_REUSEPORT as well (python-can sets both), except on a source-filtered
+        // socket: in a reuseport group the kernel (seen on 6.18) re-picks one socket
+        // by hash for a datagram that only some members' source filters accept, so a
+        // plain receiver on the same host would miss whole senders.
+        if cfg.sources.is_empty() {
+            sock.set_reuse_port(true)?;
+        }
         let mut warnings = Vec::new();
         set_rcvbuf(&sock, cfg.rcvbuf, &mut warnings)?;
         setsockopt(&sock, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &1i32)?;

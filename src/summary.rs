@@ -25,6 +25,8 @@ pub struct Summary {
     pub duplicates: u64,
     /// Native datagrams that arrived after a later one.
     pub reordered: u64,
+    /// Native senders seen.
+    pub senders: u64,
     /// Frames dropped by a filter (own frames, `--source`, ID filters).
     pub filtered: u64,
 }
@@ -69,13 +71,14 @@ impl Summary {
         }
         let _ = write!(
             s,
-            "}},\"decode_errors_total\":{},\"kernel_drops\":{},\"ring_drops\":{},\"seq_gaps\":{},\"duplicates\":{},\"reordered\":{},\"filtered\":{}}}",
+            "}},\"decode_errors_total\":{},\"kernel_drops\":{},\"ring_drops\":{},\"seq_gaps\":{},\"duplicates\":{},\"reordered\":{},\"senders\":{},\"filtered\":{}}}",
             self.decode_errors_total(),
             self.kernel_drops,
             self.ring_drops,
             self.seq_gaps,
             self.duplicates,
             self.reordered,
+            self.senders,
             self.filtered
         );
         s

@@ -119,7 +119,7 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> ConvertError + '_ {
 
 /// Where captured events go. Formats that cannot say "frames were lost here" write
 /// what they can (a comment) or nothing; `.cmc` keeps everything.
-pub trait FrameWriter {
+pub trait FrameWriter: Send {
     fn write_frame(&mut self, frame: &CanFrame) -> Result<(), ConvertError>;
 
     /// `lost` datagrams of a native sender never arrived.

@@ -122,6 +122,19 @@ pub struct Demuxed {
     pub answer: bool,
 }
 
+impl Demuxed {
+    /// How many errors of kind `error` to count: one per skipped native record, one
+    /// for a datagram whose decoding stopped (a bad length does not make the records a
+    /// lying count announced into errors each), one for anything else.
+    pub fn error_count(&self) -> u64 {
+        match self.error {
+            None => 0,
+            Some(DecodeError::BadLength) => 1,
+            Some(_) => u64::from(self.bad_records.max(1)),
+        }
+    }
+}
+
 /// Turns datagrams of either format into frames: detects the format, decodes in place,
 /// tracks every native sender's sequence numbers (a datagram seen twice is reported and
 /// its frames are not delivered again), and stamps frames with what the kernel said.
