@@ -149,7 +149,7 @@ def plot_recv(src, dst):
     ax1.set_ylabel("received frames/s (thousands)")
     ax1.set_title(
         "python-can format receive on loopback multicast, one `canmc gen` sender\n"
-        f"(median of {rows[0].get('rounds', 1)} rounds; "
+        f"(median round of {rows[0].get('rounds', 1)}; "
         f"{res.get('host', {}).get('cores', '?')} cores, load average at start "
         f"{res.get('load_start', ['?'])[0]})"
     )

@@ -225,7 +225,9 @@ def fmt_threads(row):
 
 
 def summarize(rows):
-    """One row per (rate, receiver): medians over rounds, ratios against raw_recvmmsg."""
+    """One row per (rate, receiver): the median round (by delivered fraction, then
+    received frames/s), so that each row's figures come from one measurement and agree
+    with each other; then ratios against raw_recvmmsg at the same rate."""
     keys = []
     for r in rows:
         k = (r["rate"], r["receiver"])
@@ -233,21 +235,23 @@ def summarize(rows):
             keys.append(k)
     out = []
     for rate, recv in keys:
-        m = [r for r in rows if r["rate"] == rate and r["receiver"] == recv]
+        m = sorted((r for r in rows if r["rate"] == rate and r["receiver"] == recv),
+                   key=lambda r: (r["received"] / r["sent"], r["recv_fps"]))
+        med = m[(len(m) - 1) // 2]
         s = {
             "receiver": recv,
             "rate": rate,
             "rounds": len(m),
-            "sent_fps": statistics.median(r["sent_fps"] for r in m),
-            "received": statistics.median(r["received"] for r in m),
-            "sent": statistics.median(r["sent"] for r in m),
-            "loss_pct": statistics.median(r["loss_pct"] for r in m),
+            "median_round": med.get("round", 0),
+            "sent_fps": med["sent_fps"],
+            "received": med["received"],
+            "sent": med["sent"],
+            "loss_pct": med["loss_pct"],
             "loss_pct_worst": max(r["loss_pct"] for r in m),
-            "recv_fps": statistics.median(r["recv_fps"] for r in m),
-            "delivered": statistics.median(r["received"] / r["sent"] for r in m),
-            "cpu_ns_per_frame": statistics.median(
-                r["cpu_ns_per_frame"] for r in m if r["cpu_ns_per_frame"] is not None)
-            if any(r["cpu_ns_per_frame"] is not None for r in m) else None,
+            "loss_pct_best": min(r["loss_pct"] for r in m),
+            "recv_fps": med["recv_fps"],
+            "delivered": med["received"] / med["sent"],
+            "cpu_ns_per_frame": med["cpu_ns_per_frame"],
         }
         out.append(s)
     for s in out:
