@@ -351,6 +351,10 @@ struct ReplayArgs {
     /// Skip lines of a .log that do not parse instead of stopping at the first.
     #[arg(long)]
     skip_bad: bool,
+    /// Run at real-time priority (SCHED_FIFO 10) so a busy machine does not preempt
+    /// the timing; needs CAP_SYS_NICE (a failure is reported, and replay goes on).
+    #[arg(long)]
+    realtime: bool,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -1361,6 +1365,11 @@ fn cmd_replay(a: ReplayArgs) -> Result<(), Failure> {
     };
     let sock = SendSocket::open(&cfg).map_err(|e| io_failure("cannot open sender", e))?;
     let mut tx = a.opts.sender(sock)?;
+    if a.realtime {
+        if let Err(e) = canmc::replay::set_realtime_priority(10) {
+            eprintln!("canmc: warning: --realtime: {e}; replaying at normal priority");
+        }
+    }
     let stats = canmc::replay::replay(&a.file, format, &mut tx, &opts, &stopped)
         .map_err(convert_failure)?;
     let sum = Summary {

@@ -102,6 +102,21 @@ impl LatenessHistogram {
     }
 }
 
+/// Puts the calling thread under SCHED_FIFO at `priority` (1–99), so that timed replay
+/// is not preempted by ordinary work. Needs CAP_SYS_NICE or an rtprio limit.
+pub fn set_realtime_priority(priority: i32) -> std::io::Result<()> {
+    let param = libc::sched_param {
+        sched_priority: priority,
+    };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param that the kernel
+    // only reads.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// How long before a deadline to stop sleeping and spin: covers the timer slack of a
 /// sleeping thread (~50–100 µs on Linux).
 const SPIN_BEFORE: Duration = Duration::from_micros(200);
