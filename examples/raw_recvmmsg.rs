@@ -1,0 +1,233 @@
+//! The kernel's limit, as a baseline for `tools/bench_recv.py`: a minimal multicast
+//! receiver that only counts datagrams and bytes (no decode, no timestamps, no ring).
+//!
+//! It joins a group on 127.0.0.1 with the same 32 MiB receive buffer canmc asks for,
+//! drains the socket with `recvmmsg` into 256 fixed buffers, and reads the kernel's drop
+//! counter (`SO_RXQ_OVFL`) from the control messages. It stops on SIGINT/SIGTERM, after
+//! `--duration`, or after `-n` datagrams, and prints one JSON line on stdout:
+//!
+//! ```text
+//! {"receiver":"raw_recvmmsg","datagrams":N,"bytes":N,"elapsed_s":F,"active_s":F,
+//!  "kernel_drops":N,"rcvbuf":N}
+//! ```
+//!
+//! `elapsed_s` runs from start to stop; `active_s` from the first to the last datagram.
+//!
+//! ```text
+//! cargo run --release --example raw_recvmmsg -- [--group 239.74.163.2] [--port 43113]
+//!     [--iface-addr 127.0.0.1] [--duration SECS] [-n COUNT]
+//! ```
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Datagrams per `recvmmsg` call.
+const BATCH: usize = 256;
+/// Largest datagram kept whole; python-can frames are far smaller.
+const BUF: usize = 2048;
+/// Room for one `SO_RXQ_OVFL` control message (and a spare).
+const CMSG: usize = 64;
+/// Same receive buffer as canmc's default, so the baseline has no unfair advantage.
+const RCVBUF: usize = 32 << 20;
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+struct Args {
+    group: Ipv4Addr,
+    port: u16,
+    iface: Ipv4Addr,
+    duration: Option<Duration>,
+    count: Option<u64>,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        group: Ipv4Addr::new(239, 74, 163, 2),
+        port: 43113,
+        iface: Ipv4Addr::LOCALHOST,
+        duration: None,
+        count: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--group" => a.group = val()?.parse().map_err(|e| format!("--group: {e}"))?,
+            "--port" => a.port = val()?.parse().map_err(|e| format!("--port: {e}"))?,
+            "--iface-addr" => a.iface = val()?.parse().map_err(|e| format!("--iface-addr: {e}"))?,
+            "--duration" => {
+                let s: f64 = val()?.parse().map_err(|e| format!("--duration: {e}"))?;
+                a.duration = Some(Duration::from_secs_f64(s));
+            }
+            "-n" => a.count = Some(val()?.parse().map_err(|e| format!("-n: {e}"))?),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if !a.iface.is_loopback() {
+        // Rule of this project: benchmarks stay on loopback.
+        return Err(format!(
+            "--iface-addr {} is not a loopback address",
+            a.iface
+        ));
+    }
+    Ok(a)
+}
+
+fn setsockopt_int(sock: &Socket, level: i32, name: i32, v: i32) -> io::Result<()> {
+    // SAFETY: `v` outlives the call and the length passed is its size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&v as *const i32).cast(),
+            mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn open(a: &Args) -> io::Result<Socket> {
+    let sock = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    // As root SO_RCVBUFFORCE passes the rmem_max cap; otherwise take what the kernel gives.
+    if setsockopt_int(&sock, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, RCVBUF as i32).is_err() {
+        sock.set_recv_buffer_size(RCVBUF)?;
+    }
+    setsockopt_int(&sock, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
+    sock.set_multicast_all_v4(false)?;
+    sock.bind(&SocketAddr::V4(SocketAddrV4::new(a.group, a.port)).into())?;
+    sock.join_multicast_v4(&a.group, &a.iface)?;
+    // Wake up now and then to look at the stop flag.
+    sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+    Ok(sock)
+}
+
+fn main() {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("raw_recvmmsg: {e}");
+            std::process::exit(2);
+        }
+    };
+    let sock = match open(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "raw_recvmmsg: cannot open {}:{}: {e}",
+                args.group, args.port
+            );
+            std::process::exit(1);
+        }
+    };
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+    let rcvbuf = sock.recv_buffer_size().unwrap_or(0);
+
+    let mut bufs = vec![[0u8; BUF]; BATCH];
+    let mut cmsgs = vec![[0u64; CMSG / 8]; BATCH];
+    // SAFETY: iovec and mmsghdr are plain C structs for which all-zero is valid.
+    let mut iovs: Vec<libc::iovec> = vec![unsafe { mem::zeroed() }; BATCH];
+    let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { mem::zeroed() }; BATCH];
+    for i in 0..BATCH {
+        iovs[i].iov_base = bufs[i].as_mut_ptr().cast();
+        iovs[i].iov_len = BUF;
+    }
+
+    let start = Instant::now();
+    let mut first: Option<Instant> = None;
+    let mut last = start;
+    let (mut datagrams, mut bytes, mut drops) = (0u64, 0u64, 0u64);
+    let fd = sock.as_raw_fd();
+    while !STOP.load(Ordering::Relaxed) {
+        if args.duration.is_some_and(|d| start.elapsed() >= d)
+            || args.count.is_some_and(|n| datagrams >= n)
+        {
+            break;
+        }
+        for i in 0..BATCH {
+            let h = &mut hdrs[i].msg_hdr;
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = cmsgs[i].as_mut_ptr().cast();
+            h.msg_controllen = CMSG as _;
+            h.msg_name = std::ptr::null_mut();
+            h.msg_namelen = 0;
+            h.msg_flags = 0;
+        }
+        // SAFETY: every header points at live buffers of the lengths given, and `hdrs`
+        // holds BATCH entries.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                hdrs.as_mut_ptr(),
+                BATCH as u32,
+                libc::MSG_WAITFORONE,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
+                _ => {
+                    eprintln!("raw_recvmmsg: recvmmsg: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        let now = Instant::now();
+        first.get_or_insert(now);
+        last = now;
+        for h in &hdrs[..n as usize] {
+            datagrams += 1;
+            bytes += u64::from(h.msg_len);
+            if let Some(d) = rxq_ovfl(&h.msg_hdr) {
+                drops = d;
+            }
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let active = first.map_or(0.0, |f| last.duration_since(f).as_secs_f64());
+    println!(
+        "{{\"receiver\":\"raw_recvmmsg\",\"datagrams\":{datagrams},\"bytes\":{bytes},\
+         \"elapsed_s\":{elapsed:.6},\"active_s\":{active:.6},\"kernel_drops\":{drops},\
+         \"rcvbuf\":{rcvbuf}}}"
+    );
+}
+
+/// The socket's cumulative drop count, if the kernel attached it to this datagram.
+fn rxq_ovfl(h: &libc::msghdr) -> Option<u64> {
+    // SAFETY: `h` was filled by recvmmsg; the CMSG macros stay within msg_controllen.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(h);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>());
+                return Some(u64::from(v));
+            }
+            c = libc::CMSG_NXTHDR(h, c);
+        }
+    }
+    None
+}
