@@ -21,7 +21,7 @@
 //! Losses are `//` comments, which readers skip. Direction is always written `Rx`.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{ConvertError, FrameWriter, ReadOptions, ReadStats};
@@ -541,48 +541,25 @@ pub fn read(
     opts: ReadOptions,
     f: &mut dyn FnMut(&Event) -> bool,
 ) -> Result<ReadStats, ConvertError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut stats = ReadStats::default();
-    let mut line = String::with_capacity(512);
-    let mut number = 0u64;
+    let mut events = 0u64;
     let mut hex = true;
     let mut relative = false;
     let mut date: Option<u64> = None;
     let mut trigger: Option<u64> = None;
     let mut last_rel = 0u64;
     let mut pending_error: Option<CanFrame> = None;
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        number += 1;
-        let parsed = match parse_line(&line, hex) {
-            Ok(p) => p,
-            Err(_) if opts.skip_bad => {
-                stats.skipped += 1;
-                continue;
-            }
-            Err(message) => {
-                return Err(ConvertError::Parse {
-                    path: path.to_path_buf(),
-                    line: number,
-                    message: format!("{message} (use --skip-bad to skip such lines)"),
-                })
-            }
-        };
-        let mut frame = match parsed {
-            Line::Other => continue,
+    super::read_lines(path, opts.skip_bad, &mut stats, &mut |line| {
+        let mut frame = match parse_line(line, hex)? {
+            Line::Other => return Ok(true),
             Line::Date(d) => {
                 date = d;
-                continue;
+                return Ok(true);
             }
             Line::Trigger(d) => {
                 trigger = d;
                 last_rel = 0;
-                continue;
+                return Ok(true);
             }
             Line::Base {
                 hex: h,
@@ -590,11 +567,11 @@ pub fn read(
             } => {
                 hex = h;
                 relative = r;
-                continue;
+                return Ok(true);
             }
             Line::ErrorComment(fr) => {
                 pending_error = Some(fr);
-                continue;
+                return Ok(true);
             }
             Line::Frame(fr) => fr,
         };
@@ -614,14 +591,12 @@ pub fn read(
         last_rel = rel;
         frame.timestamp_ns = trigger.or(date).unwrap_or(0).saturating_add(rel);
         if opts.start_ns.is_some_and(|t| frame.timestamp_ns < t) {
-            continue;
+            return Ok(true);
         }
-        stats.events += 1;
-        if !f(&Event::Frame(frame)) {
-            stats.stopped = true;
-            break;
-        }
-    }
+        events += 1;
+        Ok(f(&Event::Frame(frame)))
+    })?;
+    stats.events = events;
     Ok(stats)
 }
 

@@ -251,6 +251,44 @@ impl FrameWriter for LogWriter {
     }
 }
 
+/// Reads a text capture line by line, for the line-based formats. `parse` gets each
+/// line (with its end) and returns `Ok(true)` to go on, `Ok(false)` to stop, or
+/// `Err(message)` for a line that does not parse: that stops reading with an error
+/// naming the file and line, or, with `skip_bad`, is counted in `stats.skipped`.
+pub(crate) fn read_lines(
+    path: &Path,
+    skip_bad: bool,
+    stats: &mut ReadStats,
+    parse: &mut dyn FnMut(&str) -> Result<bool, String>,
+) -> Result<(), ConvertError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut line = String::with_capacity(512);
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).map_err(io_err(path))? == 0 {
+            return Ok(());
+        }
+        number += 1;
+        match parse(&line) {
+            Ok(true) => {}
+            Ok(false) => {
+                stats.stopped = true;
+                return Ok(());
+            }
+            Err(_) if skip_bad => stats.skipped += 1,
+            Err(message) => {
+                return Err(ConvertError::Parse {
+                    path: path.to_path_buf(),
+                    line: number,
+                    message: format!("{message} (use --skip-bad to skip such lines)"),
+                })
+            }
+        }
+    }
+}
+
 /// Options for [`read_events`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReadOptions {
@@ -315,42 +353,20 @@ pub fn read_events(
             }
         }
         FileFormat::Log => {
-            let file = File::open(path).map_err(io_err(path))?;
-            let mut reader = BufReader::with_capacity(1 << 16, file);
-            let mut line = String::with_capacity(256);
-            let mut number = 0u64;
-            loop {
-                line.clear();
-                let n = reader.read_line(&mut line).map_err(io_err(path))?;
-                if n == 0 {
-                    break;
-                }
-                number += 1;
-                let frame = match candump::parse_log_line(&line) {
+            let mut events = 0u64;
+            read_lines(path, opts.skip_bad, &mut stats, &mut |line| {
+                let frame = match candump::parse_log_line(line) {
                     Ok(Some(frame)) => frame,
-                    Ok(None) => continue,
-                    Err(e) if opts.skip_bad => {
-                        let _ = e;
-                        stats.skipped += 1;
-                        continue;
-                    }
-                    Err(e) => {
-                        return Err(ConvertError::Parse {
-                            path: path.to_path_buf(),
-                            line: number,
-                            message: format!("{e} (use --skip-bad to skip such lines)"),
-                        })
-                    }
+                    Ok(None) => return Ok(true),
+                    Err(e) => return Err(e.to_string()),
                 };
                 if opts.start_ns.is_some_and(|t| frame.timestamp_ns < t) {
-                    continue;
+                    return Ok(true);
                 }
-                stats.events += 1;
-                if !f(&Event::Frame(frame)) {
-                    stats.stopped = true;
-                    break;
-                }
-            }
+                events += 1;
+                Ok(f(&Event::Frame(frame)))
+            })?;
+            stats.events = events;
         }
         FileFormat::Asc => return asc::read(path, opts, f),
         FileFormat::Pcapng | FileFormat::Pcap => {
