@@ -108,3 +108,31 @@ fn recv_times_out() {
     );
     assert!(waited < Duration::from_secs(2), "returned late: {waited:?}");
 }
+
+#[test]
+fn ttl_is_one_by_default_and_zero_on_request() {
+    use std::os::fd::AsRawFd;
+    let ttl_of = |cfg: &McastConfig| {
+        let sock = canmc::socket::SendSocket::open(cfg).unwrap();
+        let mut ttl: libc::c_int = -1;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `ttl`, which outlives the call.
+        let rc = unsafe {
+            libc::getsockopt(
+                sock.socket().as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_TTL,
+                (&mut ttl as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0);
+        ttl
+    };
+    // python-can's hop limit: frames never cross a router unless asked.
+    let mut cfg = McastConfig::new("239.74.163.2".parse().unwrap(), 42106);
+    cfg.iface = Some("lo".into());
+    assert_eq!(cfg.ttl, 1);
+    assert_eq!(ttl_of(&cfg), 1);
+    assert_eq!(ttl_of(&McastConfig::loopback_v4(42106)), 0);
+}
