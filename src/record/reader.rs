@@ -593,9 +593,13 @@ fn open_seg(
     if len == 0 {
         return Ok(None);
     }
-    // SAFETY: mapped read-only; the format is designed to be read while another
-    // process appends (records are immutable once committed), and every access is
-    // bounds-checked, so a concurrent truncation at worst ends iteration.
+    // SAFETY: mapped read-only, and every access is bounds-checked against the
+    // mapping's length, so the Rust side never reads outside it. Records are immutable
+    // once committed, so a writer appending to the file does not change what we read.
+    // What this does NOT cover: if the file is truncated while mapped, touching a page
+    // past the new end raises SIGBUS and kills the process (a known open issue, see
+    // docs/reliability.md; `canmc record` itself only truncates a segment it has
+    // finished, after which it is never appended to).
     let map = unsafe { Mmap::map(&file) }.map_err(|e| RecordError::Map {
         path: path.to_path_buf(),
         source: e,
