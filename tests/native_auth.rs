@@ -447,6 +447,103 @@ fn cli_key_file_gen_to_dump() {
 }
 
 #[test]
+fn cli_record_and_replay_with_a_key() {
+    let dir = std::env::temp_dir().join(format!("canmc-auth-rec-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let k = dir.join("k");
+    std::fs::write(&k, KEY).unwrap();
+    let k = k.to_str().unwrap();
+    let file = dir.join("cap.cmc");
+    let file = file.to_str().unwrap();
+    let spawn = |args: &[&str]| {
+        Command::new(CANMC)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let gen = |port: &str, key: Option<&str>| {
+        let mut args = vec![
+            "gen", "--iface", "lo", "--port", port, "--wire", "native", "-n", "200", "--rate",
+            "20000",
+        ];
+        if let Some(k) = key {
+            args.extend(["--key-file", k]);
+        }
+        let out = Command::new(CANMC).args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Record keeps the 200 keyed frames and refuses the 200 unkeyed ones.
+    let rec = spawn(&[
+        "record",
+        "--iface",
+        "lo",
+        "--port",
+        "42704",
+        "--duration",
+        "2",
+        "--key-file",
+        k,
+        "-o",
+        file,
+    ]);
+    std::thread::sleep(Duration::from_millis(400));
+    gen("42704", Some(k));
+    gen("42704", None);
+    let out = rec.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(": 200 frames"), "{err}");
+    assert!(err.contains("bad_auth="), "{err}");
+    // Replayed with the key, a keyed dump receives all of it.
+    let dump = spawn(&[
+        "dump",
+        "--iface",
+        "lo",
+        "--port",
+        "42705",
+        "-q",
+        "-n",
+        "200",
+        "--duration",
+        "4",
+        "--json",
+        "--key-file",
+        k,
+    ]);
+    std::thread::sleep(Duration::from_millis(400));
+    let out = Command::new(CANMC)
+        .args([
+            "replay",
+            "--iface",
+            "lo",
+            "--port",
+            "42705",
+            "--wire",
+            "native",
+            "--key-file",
+            k,
+            file,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = String::from_utf8(dump.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(json_u64(&json, "frames"), 200, "{json}");
+    assert_eq!(json_u64(&json, "decode_errors_total"), 0, "{json}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn cli_ping_is_answered_only_with_the_key() {
     let dir = std::env::temp_dir().join(format!("canmc-auth-ping-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
