@@ -93,6 +93,10 @@ struct NetArgs {
     /// Accept frames only from this sender (repeatable).
     #[arg(long, value_name = "ADDR")]
     source: Vec<IpAddr>,
+    /// Authenticate native datagrams with the shared key in this file (32 raw bytes or
+    /// 64 hex digits): senders add a tag, receivers drop anything else (as bad_auth).
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
 }
 
 impl NetArgs {
@@ -110,6 +114,16 @@ impl NetArgs {
         cfg.sources = self.source.clone();
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// The key from `--key-file`, if given; a missing or malformed file is a usage error.
+    fn key(&self) -> Result<Option<native::AuthKey>, Failure> {
+        self.key_file
+            .as_deref()
+            .map(|p| {
+                native::read_key_file(p).map_err(|e| Failure::usage(format!("--key-file {e}")))
+            })
+            .transpose()
     }
 }
 
@@ -171,7 +185,16 @@ impl SendOpts {
         }
     }
 
-    fn sender(&self, sock: SendSocket) -> Result<FrameSender, Failure> {
+    fn sender(
+        &self,
+        sock: SendSocket,
+        key: Option<native::AuthKey>,
+    ) -> Result<FrameSender, Failure> {
+        if key.is_some() && matches!(self.wire, WireArg::Pycan) {
+            return Err(Failure::usage(
+                "--key-file needs --wire native: python-can datagrams cannot carry a tag",
+            ));
+        }
         if !(self.linger.is_finite() && self.linger >= 0.0 && self.linger <= 60_000.0) {
             return Err(Failure::usage(format!(
                 "--linger {}: must be a number of milliseconds from 0 to 60000",
@@ -179,12 +202,10 @@ impl SendOpts {
             )));
         }
         let linger_ns = (self.linger * 1e6) as u64;
-        Ok(FrameSender::new(
-            sock,
-            self.wire(),
-            self.max_datagram as usize,
-            linger_ns,
-        ))
+        Ok(
+            FrameSender::new(sock, self.wire(), self.max_datagram as usize, linger_ns)
+                .with_key(key),
+        )
     }
 }
 
@@ -517,7 +538,7 @@ fn cmd_send(a: SendArgs) -> Result<(), Failure> {
         frames.push(f);
     }
     let sock = SendSocket::open(&cfg).map_err(|e| io_failure("cannot open sender", e))?;
-    let mut tx = a.opts.sender(sock)?;
+    let mut tx = a.opts.sender(sock, a.net.key()?)?;
     for f in &mut frames {
         f.timestamp_ns = now_ns();
         tx.send(f, f.timestamp_ns)
@@ -598,8 +619,14 @@ fn open_receiver(
     Ok((source, cfg, deadline))
 }
 
-fn engine_config(cfg: &McastConfig, recv: &RecvOpts, role: Role) -> EngineConfig {
+fn engine_config(
+    cfg: &McastConfig,
+    recv: &RecvOpts,
+    role: Role,
+    key: Option<native::AuthKey>,
+) -> EngineConfig {
     EngineConfig {
+        auth_key: key,
         consumers: 1,
         dispatch: Dispatch::All,
         // 256 Ki slots (34 MiB) absorb the consumer being descheduled for a few ms at
@@ -652,8 +679,9 @@ fn run_receiver(
     on_event: &mut OnEvent<'_>,
     on_idle: &mut dyn FnMut(),
 ) -> Result<Summary, Failure> {
+    let key = net.key()?;
     let (source, cfg, deadline) = open_receiver(net, recv)?;
-    let (engine, mut handles) = Engine::start(source, engine_config(&cfg, recv, role))
+    let (engine, mut handles) = Engine::start(source, engine_config(&cfg, recv, role, key))
         .map_err(|e| io_failure("cannot start the engine", e))?;
     let mut consumer = handles.remove(0);
     let counters = engine.counters();
@@ -811,7 +839,7 @@ fn cmd_gen(a: GenArgs) -> Result<(), Failure> {
     })
     .map_err(|e| Failure::usage(format!("cannot generate these frames: {e}")))?;
     let sock = SendSocket::open(&cfg).map_err(|e| io_failure("cannot open sender", e))?;
-    let mut tx = a.opts.sender(sock)?;
+    let mut tx = a.opts.sender(sock, a.net.key()?)?;
     let send_err = |e| io_failure("send failed", e);
     let limit = a.count.unwrap_or(u64::MAX);
     let start = Instant::now();
@@ -868,6 +896,7 @@ fn cmd_gen(a: GenArgs) -> Result<(), Failure> {
 
 fn cmd_ping(a: PingArgs) -> Result<(), Failure> {
     let cfg = a.net.config().map_err(Failure::usage)?;
+    let key = a.net.key()?;
     if !(a.wait.is_finite() && a.wait > 0.0 && a.wait <= 3600.0) {
         return Err(Failure::usage(format!(
             "-W {}: must be a number of seconds from 0 to 3600",
@@ -880,7 +909,8 @@ fn cmd_ping(a: PingArgs) -> Result<(), Failure> {
         .try_clone_udp()
         .map_err(|e| io_failure("cannot open sender", e))?;
     let sender_id = native::random_sender_id();
-    let mut probe_buf = [0u8; native::PROBE_LEN];
+    let mut probe_buf = [0u8; native::PROBE_LEN + native::TAG_LEN];
+    let mut bad_auth = 0u64;
     let mut buf = [0u8; 2048];
     let mut receivers = std::collections::BTreeSet::new();
     let mut answers = 0u64;
@@ -892,7 +922,10 @@ fn cmd_ping(a: PingArgs) -> Result<(), Failure> {
             probe_id: u64::from(native::random_sender_id()) << 32 | u64::from(round),
             sent_ns: now_ns(),
         };
-        let n = native::encode_probe(&mut probe_buf, sender_id, u64::from(round), &probe);
+        let mut n = native::encode_probe(&mut probe_buf, sender_id, u64::from(round), &probe);
+        if let Some(key) = &key {
+            n = native::seal(&mut probe_buf, n, key);
+        }
         sock.send(&probe_buf[..n])
             .map_err(|e| io_failure("cannot send the probe", e))?;
         let deadline = Instant::now() + Duration::from_secs_f64(a.wait);
@@ -916,6 +949,12 @@ fn cmd_ping(a: PingArgs) -> Result<(), Failure> {
                 }
                 Err(e) => return Err(io_failure("cannot receive answers", e)),
             };
+            if let Some(key) = &key {
+                if native::verify(&buf[..len], key).is_err() {
+                    bad_auth += 1;
+                    continue;
+                }
+            }
             let Ok((_, answer)) = native::decode_answer(&buf[..len]) else {
                 continue;
             };
@@ -949,6 +988,9 @@ fn cmd_ping(a: PingArgs) -> Result<(), Failure> {
     }
     if !a.json {
         eprintln!("{answers} answers from {} receivers", receivers.len());
+        if bad_auth > 0 {
+            eprintln!("{bad_auth} unauthenticated answers dropped (bad_auth)");
+        }
     }
     if receivers.is_empty() {
         return Err(Failure {
@@ -1039,6 +1081,7 @@ fn cmd_record(a: RecordArgs) -> Result<(), Failure> {
         recv_opts.io = IoArg::Mmsg;
     }
     // Join first: a bad address must not leave an empty file behind.
+    let key = a.net.key()?;
     let (source, cfg, deadline) = open_receiver(&a.net, &recv_opts)?;
     let writer = conv::create_writer(&a.output, format, opts).map_err(convert_failure)?;
     let sink = RecordSink {
@@ -1055,7 +1098,7 @@ fn cmd_record(a: RecordArgs) -> Result<(), Failure> {
         // wake-up write many datagrams at low rates (at high rates batches are full and
         // nothing waits).
         coalesce: Some(Duration::from_millis(2)),
-        ..engine_config(&cfg, &a.recv, Role::Record)
+        ..engine_config(&cfg, &a.recv, Role::Record, key)
     };
     let running = Engine::start_inline(source, config, sink)
         .map_err(|e| io_failure("cannot start the engine", e))?;
@@ -1378,7 +1421,7 @@ fn cmd_replay(a: ReplayArgs) -> Result<(), Failure> {
         skip_bad: a.skip_bad,
     };
     let sock = SendSocket::open(&cfg).map_err(|e| io_failure("cannot open sender", e))?;
-    let mut tx = a.opts.sender(sock)?;
+    let mut tx = a.opts.sender(sock, a.net.key()?)?;
     if a.realtime {
         if let Err(e) = canmc::replay::set_realtime_priority(10) {
             eprintln!("canmc: warning: --realtime: {e}; replaying at normal priority");

@@ -28,10 +28,10 @@ use crate::frame::{CanFrame, FrameError, SenderAddr};
 use crate::recv::{self, DatagramSource, IoMode, RecvConfig};
 use crate::seq::SeqEvent;
 use crate::socket::{McastConfig, RecvSocket, SendSocket};
-use crate::wire::{pycan, DecodeError, Demux};
+use crate::wire::{native, pycan, DecodeError, Demux};
 
 /// How to open a [`Bus`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BusConfig {
     /// Group, port, interface, TTL, loopback, sources.
     pub net: McastConfig,
@@ -39,6 +39,22 @@ pub struct BusConfig {
     pub io: IoMode,
     /// Also receive the frames this bus sends (python-can cannot).
     pub recv_own: bool,
+    /// Authenticate with this shared key: receive only native datagrams carrying its
+    /// tag (others are counted as `bad_auth`), and send native authenticated datagrams
+    /// instead of python-can ones (which cannot carry a tag). `None`: no authentication.
+    pub auth_key: Option<native::AuthKey>,
+}
+
+impl fmt::Debug for BusConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The key never goes into logs.
+        f.debug_struct("BusConfig")
+            .field("net", &self.net)
+            .field("io", &self.io)
+            .field("recv_own", &self.recv_own)
+            .field("auth_key", &self.auth_key.map(|_| "<key>"))
+            .finish()
+    }
 }
 
 impl BusConfig {
@@ -47,6 +63,7 @@ impl BusConfig {
             net,
             io: IoMode::Auto,
             recv_own: false,
+            auth_key: None,
         }
     }
 }
@@ -112,6 +129,14 @@ pub struct Bus {
     demux: Demux,
     counters: BusCounters,
     encode_buf: Box<[u8; pycan::MAX_ENCODED]>,
+    keyed: Option<KeyedTx>,
+}
+
+/// With a key, frames leave as one-frame authenticated native datagrams.
+struct KeyedTx {
+    enc: native::Encoder,
+    seq: u64,
+    buf: Box<[u8]>,
 }
 
 impl Bus {
@@ -130,22 +155,36 @@ impl Bus {
             recv_own: cfg.recv_own,
             sources: cfg.net.sources.clone(),
             pending: VecDeque::with_capacity(PENDING_CAPACITY),
-            demux: Demux::new(),
+            demux: Demux::with_key(cfg.auth_key),
             counters: BusCounters::default(),
             encode_buf: Box::new([0u8; pycan::MAX_ENCODED]),
+            keyed: cfg.auth_key.map(|key| {
+                let enc = native::Encoder::with_key(native::random_sender_id(), 0, Some(key));
+                let buf = vec![0u8; enc.max_datagram()].into_boxed_slice();
+                KeyedTx { enc, seq: 0, buf }
+            }),
         })
     }
 
-    /// Validates and sends one frame in python-can format. A frame that breaks a rule
-    /// is refused and never reaches the wire.
+    /// Validates and sends one frame in python-can format (or, with a key, as an
+    /// authenticated native datagram). A frame that breaks a rule is refused and never
+    /// reaches the wire.
     pub fn send(&mut self, frame: &CanFrame) -> Result<(), SendError> {
         frame.validate().map_err(SendError::Invalid)?;
         let mut f = *frame;
         if f.timestamp_ns == 0 {
             f.timestamp_ns = now_ns();
         }
-        let n = pycan::encode(&f, &mut self.encode_buf);
-        self.tx.send(&self.encode_buf[..n])?;
+        if let Some(k) = &mut self.keyed {
+            k.enc.begin(&mut k.buf, k.seq, f.channel, f.timestamp_ns);
+            k.enc.push(&mut k.buf, &f);
+            let n = k.enc.finish(&mut k.buf);
+            k.seq += 1;
+            self.tx.send(&k.buf[..n])?;
+        } else {
+            let n = pycan::encode(&f, &mut self.encode_buf);
+            self.tx.send(&self.encode_buf[..n])?;
+        }
         self.counters.frames_sent += 1;
         Ok(())
     }

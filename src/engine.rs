@@ -75,7 +75,7 @@ pub enum Dispatch {
 }
 
 /// Settings for [`Engine::start`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct EngineConfig {
     /// Number of consumers (and rings); at least 1.
     pub consumers: usize,
@@ -100,6 +100,10 @@ pub struct EngineConfig {
     /// socket buffer holds them meanwhile). Trades that much latency for CPU: right for
     /// a recorder, wrong for a latency-sensitive consumer. `None` by default.
     pub coalesce: Option<Duration>,
+    /// Accept only native datagrams authenticated with this key (python-can ones are
+    /// refused too) and authenticate `ping` answers with it; refusals are counted as
+    /// `bad_auth` decode errors. `None` (the default) accepts everything.
+    pub auth_key: Option<native::AuthKey>,
 }
 
 /// Batches smaller than this make a coalescing engine wait (see
@@ -165,6 +169,23 @@ pub fn host_name() -> String {
     String::from_utf8_lossy(&buf[..n]).into_owned()
 }
 
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key never goes into logs.
+        f.debug_struct("EngineConfig")
+            .field("consumers", &self.consumers)
+            .field("ring_capacity", &self.ring_capacity)
+            .field("dispatch", &self.dispatch)
+            .field("drop_from", &self.drop_from)
+            .field("accept_only", &self.accept_only)
+            .field("poll_timeout", &self.poll_timeout)
+            .field("answer_pings", &self.answer_pings)
+            .field("coalesce", &self.coalesce)
+            .field("auth_key", &self.auth_key.map(|_| "<key>"))
+            .finish()
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
@@ -176,6 +197,7 @@ impl Default for EngineConfig {
             poll_timeout: Duration::from_millis(100),
             answer_pings: Some(PingIdentity::this_process(Role::App)),
             coalesce: None,
+            auth_key: None,
         }
     }
 }
@@ -613,14 +635,14 @@ impl Engine {
             stats: Stats::default(),
             last_kernel_drops: 0,
             counters: Arc::clone(&counters),
-            responder: cfg.answer_pings.map(Responder::new),
+            responder: cfg.answer_pings.map(|id| Responder::new(id, cfg.auth_key)),
             inline,
             stop: Arc::clone(&stop),
         };
         let rx = Rx {
             source,
             sink,
-            demux: Demux::new(),
+            demux: Demux::with_key(cfg.auth_key),
             stop: Arc::clone(&stop),
             timeout: cfg.poll_timeout,
             coalesce: cfg.coalesce,
@@ -1044,11 +1066,12 @@ struct Responder {
     seq: u64,
     v4: Option<std::net::UdpSocket>,
     v6: Option<std::net::UdpSocket>,
-    buf: [u8; native::ANSWER_LEN],
+    buf: [u8; native::ANSWER_LEN + native::TAG_LEN],
+    key: Option<native::AuthKey>,
 }
 
 impl Responder {
-    fn new(identity: PingIdentity) -> Responder {
+    fn new(identity: PingIdentity, key: Option<native::AuthKey>) -> Responder {
         Responder {
             identity,
             started: Instant::now(),
@@ -1056,7 +1079,8 @@ impl Responder {
             seq: 0,
             v4: std::net::UdpSocket::bind(("0.0.0.0", 0)).ok(),
             v6: std::net::UdpSocket::bind(("::", 0)).ok(),
-            buf: [0; native::ANSWER_LEN],
+            buf: [0; native::ANSWER_LEN + native::TAG_LEN],
+            key,
         }
     }
 
@@ -1076,7 +1100,10 @@ impl Responder {
         );
         answer.uptime_ms = self.started.elapsed().as_millis() as u64;
         answer.frames_seen = frames_seen;
-        let n = native::encode_answer(&mut self.buf, self.sender_id, self.seq, &answer);
+        let mut n = native::encode_answer(&mut self.buf, self.sender_id, self.seq, &answer);
+        if let Some(key) = &self.key {
+            n = native::seal(&mut self.buf, n, key);
+        }
         self.seq += 1;
         sock.send_to(&self.buf[..n], to).is_ok()
     }

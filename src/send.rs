@@ -387,7 +387,11 @@ impl FrameSender {
                     NativeBatcher::new(native::random_sender_id(), max_datagram, linger_ns);
                 // Equal-size full datagrams let the kernel take many per GSO call.
                 batcher.set_pad_full(true);
-                (BatchSender::new(sock, max_datagram), Some(batcher))
+                // Slots big enough for the largest datagram `with_key` may ask for.
+                let slot = batcher
+                    .max_datagram()
+                    .max(native::MIN_MAX_DATAGRAM + native::TAG_LEN);
+                (BatchSender::new(sock, slot), Some(batcher))
             }
         };
         FrameSender {
@@ -398,6 +402,25 @@ impl FrameSender {
             bytes: 0,
             rejected: 0,
         }
+    }
+
+    /// Authenticates every native datagram with `key` (a [`native::seal`]ed tag;
+    /// `max_datagram` then includes the 16-byte tag). Call before sending anything.
+    /// python-can datagrams cannot carry a tag: for that format this changes nothing,
+    /// and receivers with a key refuse them.
+    pub fn with_key(mut self, key: Option<native::AuthKey>) -> Self {
+        if let Some(old) = &self.native {
+            let mut batcher =
+                NativeBatcher::with_key(old.sender_id(), old.max_datagram(), old.linger_ns(), key);
+            batcher.set_pad_full(true);
+            self.native = Some(batcher);
+        }
+        self
+    }
+
+    /// Whether native datagrams are authenticated.
+    pub fn is_keyed(&self) -> bool {
+        self.native.as_ref().is_some_and(|b| b.is_keyed())
     }
 
     /// Queues one frame (its timestamp and channel go on the wire).

@@ -143,9 +143,25 @@ impl Demuxed {
 /// sender's clock, which python-can's receiver also discards). Native frames keep the
 /// per-frame time their sender stamped, which preserves the spacing of frames that
 /// shared a datagram. Allocates nothing after [`Demux::new`].
-#[derive(Debug)]
+///
+/// With a key ([`Demux::with_key`]) only native datagrams authenticated with it are
+/// decoded: one without the tag flag, with a wrong tag, or too short to hold one, and
+/// every python-can datagram (which cannot carry a tag), is refused as
+/// [`DecodeError::BadAuth`] before the sequence tracker sees it, so forgeries cannot
+/// disturb loss and duplicate counting. Without a key, authenticated datagrams are
+/// decoded too (their tag is not checked).
 pub struct Demux {
     seq: SeqTracker,
+    key: Option<native::AuthKey>,
+}
+
+impl fmt::Debug for Demux {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Demux")
+            .field("seq", &self.seq)
+            .field("authenticated", &self.key.is_some())
+            .finish()
+    }
 }
 
 impl Default for Demux {
@@ -155,10 +171,23 @@ impl Default for Demux {
 }
 
 impl Demux {
+    /// A demultiplexer that accepts every datagram (no authentication).
     pub fn new() -> Demux {
+        Demux::with_key(None)
+    }
+
+    /// A demultiplexer that, given a key, accepts only native datagrams authenticated
+    /// with it (see the type's documentation).
+    pub fn with_key(key: Option<native::AuthKey>) -> Demux {
         Demux {
             seq: SeqTracker::new(crate::seq::DEFAULT_CAPACITY),
+            key,
         }
+    }
+
+    /// Whether datagrams must be authenticated.
+    pub fn is_keyed(&self) -> bool {
+        self.key.is_some()
     }
 
     /// Per-sender sequence totals so far.
@@ -178,6 +207,13 @@ impl Demux {
         if meta.truncated {
             out.error = Some(DecodeError::Truncated);
             return out;
+        }
+        if let Some(key) = &self.key {
+            // python-can datagrams fail here too: they cannot carry a tag.
+            if let Err(e) = native::verify(datagram, key) {
+                out.error = Some(e);
+                return out;
+            }
         }
         match detect(datagram) {
             WireFormat::Pycan => {

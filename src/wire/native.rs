@@ -50,6 +50,16 @@ pub const ANSWER_LEN: usize = COMMON_HEADER_LEN + 104;
 /// Most host-name bytes an answer carries.
 pub const HOST_MAX: usize = 64;
 
+/// Bytes of the authentication tag that ends an authenticated datagram.
+pub const TAG_LEN: usize = 16;
+/// Bytes of an authentication key.
+pub const KEY_LEN: usize = 32;
+/// Bit of [`CommonHeader::flags`]: the datagram ends with a [`TAG_LEN`]-byte tag.
+pub const FLAG_AUTH: u16 = 0x0001;
+
+/// A shared key for authenticated native datagrams (see [`seal`], [`verify`]).
+pub type AuthKey = [u8; KEY_LEN];
+
 /// Record type of a CAN / CAN FD frame record (the only one v1 defines).
 pub const RECORD_CAN: u8 = 0;
 
@@ -115,8 +125,9 @@ pub struct CommonHeader {
     pub datagram_len: U16,
     /// Number of records that follow the header (0 for control messages).
     pub count: U16,
-    /// Reserved; written as 0, ignored on read.
-    pub reserved: U16,
+    /// Bit 0 ([`FLAG_AUTH`]): the last [`TAG_LEN`] bytes are an authentication tag.
+    /// Other bits are written 0 and ignored on read.
+    pub flags: U16,
     /// Random id the sender chose at start-up.
     pub sender_id: U32,
     /// Per-sender sequence number of frames datagrams (0, 1, 2, …).
@@ -217,8 +228,9 @@ fn record_size(data: usize) -> usize {
     (RECORD_HEADER_LEN + data + 3) & !3
 }
 
-/// Reads and checks the common header: magic, version, kind, lengths.
-fn common(datagram: &[u8]) -> Result<(&CommonHeader, Kind), DecodeError> {
+/// Reads and checks the common header: magic, version, kind, lengths. Also returns
+/// where the body ends: before the tag of an authenticated datagram, else at its end.
+fn common(datagram: &[u8]) -> Result<(&CommonHeader, Kind, usize), DecodeError> {
     let (h, _) = CommonHeader::ref_from_prefix(datagram).map_err(|_| DecodeError::Truncated)?;
     if h.magic0 != NATIVE_MAGIC0 || h.magic1 != NATIVE_MAGIC1 {
         // Another (future, incompatible) generation of the native format.
@@ -235,17 +247,23 @@ fn common(datagram: &[u8]) -> Result<(&CommonHeader, Kind), DecodeError> {
     if datagram.len() > total {
         return Err(DecodeError::TrailingBytes);
     }
+    let end = if h.flags.get() & FLAG_AUTH != 0 {
+        // The tag is not records: a reader without the key must not decode it as one.
+        total.checked_sub(TAG_LEN).ok_or(DecodeError::BadLength)?
+    } else {
+        total
+    };
     let hlen = h.header_len.get() as usize;
-    if hlen < kind.min_header_len() || hlen > total {
+    if hlen < kind.min_header_len() || hlen > end {
         return Err(DecodeError::BadLength);
     }
-    Ok((h, kind))
+    Ok((h, kind, end))
 }
 
 /// The header of a native datagram, checked (magic, version, kind, lengths), without
 /// reading its records: lets a receiver consult its sequence tracker before decoding.
 pub fn peek(datagram: &[u8]) -> Result<(Kind, u32, u64), DecodeError> {
-    let (h, kind) = common(datagram)?;
+    let (h, kind, _) = common(datagram)?;
     Ok((kind, h.sender_id.get(), h.seq.get()))
 }
 
@@ -296,7 +314,7 @@ pub fn decode_with<F: FnMut(&CanFrame)>(
     datagram: &[u8],
     mut on_frame: F,
 ) -> Result<DatagramInfo, DecodeError> {
-    let (h, kind) = common(datagram)?;
+    let (h, kind, end) = common(datagram)?;
     let mut info = DatagramInfo {
         sender_id: h.sender_id.get(),
         seq: h.seq.get(),
@@ -310,7 +328,7 @@ pub fn decode_with<F: FnMut(&CanFrame)>(
         return Ok(info);
     }
     let hlen = h.header_len.get() as usize;
-    // `common` checked FRAMES_HEADER_LEN ≤ hlen ≤ datagram_len == datagram.len().
+    // `common` checked FRAMES_HEADER_LEN ≤ hlen ≤ end ≤ datagram_len == datagram.len().
     let (fh, _) = FramesHeader::ref_from_prefix(&datagram[COMMON_HEADER_LEN..])
         .map_err(|_| DecodeError::Truncated)?;
     let channel = read_channel(&fh.channel)?;
@@ -321,7 +339,7 @@ pub fn decode_with<F: FnMut(&CanFrame)>(
     // Bytes of `frame.data` that may be non-zero: a shorter frame after a longer one
     // must not show the longer one's tail (decoded frames compare equal to sent ones).
     let mut dirty = 0usize;
-    let mut rest = &datagram[hlen..];
+    let mut rest = &datagram[hlen..end];
     let mut left = info.records;
     while left > 0 {
         let Ok((rec, _)) = FrameRecord::ref_from_prefix(rest) else {
@@ -408,6 +426,115 @@ fn quick_valid(f: &CanFrame) -> bool {
     f.id < limit && f.len <= 8
 }
 
+/// A key held so that `Debug` output (logs, panics) never shows it.
+#[derive(Clone, Copy)]
+struct Secret(AuthKey);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<key>")
+    }
+}
+
+/// The tag of `data`: BLAKE3 keyed hash, cut to [`TAG_LEN`] bytes (128 bits is ample
+/// against forgery: an attacker gets one guess per datagram and no oracle).
+#[inline]
+fn mac(key: &AuthKey, data: &[u8]) -> [u8; TAG_LEN] {
+    let hash = blake3::keyed_hash(key, data);
+    let mut tag = [0u8; TAG_LEN];
+    tag.copy_from_slice(&hash.as_bytes()[..TAG_LEN]);
+    tag
+}
+
+/// Authenticates the native datagram in `buf[..len]`: sets [`FLAG_AUTH`], makes
+/// `datagram_len` count the tag, and appends the tag over every byte before it (header
+/// included). Returns the new length, or 0 (nothing changed) when `buf` has no room for
+/// the tag or `buf[..len]` is shorter than a common header.
+pub fn seal(buf: &mut [u8], len: usize, key: &AuthKey) -> usize {
+    let total = len + TAG_LEN;
+    if len < COMMON_HEADER_LEN || total > buf.len() || total > MAX_DATAGRAM_LIMIT {
+        return 0;
+    }
+    let flags = u16::from_le_bytes([buf[10], buf[11]]) | FLAG_AUTH;
+    buf[10..12].copy_from_slice(&flags.to_le_bytes());
+    buf[6..8].copy_from_slice(&(total as u16).to_le_bytes());
+    let tag = mac(key, &buf[..len]);
+    buf[len..total].copy_from_slice(&tag);
+    total
+}
+
+/// Checks that `datagram` is a native datagram authenticated with `key`: long enough
+/// for a header and a tag, [`FLAG_AUTH`] set, and its last [`TAG_LEN`] bytes the tag of
+/// everything before them. Anything else is `BadAuth`. Checks nothing else: the caller
+/// decodes it afterwards as usual. Never allocates.
+pub fn verify(datagram: &[u8], key: &AuthKey) -> Result<(), DecodeError> {
+    if datagram.len() < COMMON_HEADER_LEN + TAG_LEN || datagram[0] != NATIVE_MAGIC0 {
+        return Err(DecodeError::BadAuth);
+    }
+    if u16::from_le_bytes([datagram[10], datagram[11]]) & FLAG_AUTH == 0 {
+        return Err(DecodeError::BadAuth);
+    }
+    let (body, tag) = datagram.split_at(datagram.len() - TAG_LEN);
+    let expect = mac(key, body);
+    // Every byte compared whatever the first difference, so timing tells an attacker
+    // nothing about how much of a guessed tag was right.
+    let diff = expect
+        .iter()
+        .zip(tag)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if std::hint::black_box(diff) == 0 {
+        Ok(())
+    } else {
+        Err(DecodeError::BadAuth)
+    }
+}
+
+/// A key from the contents of a key file: exactly 32 bytes (raw), or 64 hex digits
+/// with surrounding whitespace trimmed. An all-zero key is refused (a placeholder file,
+/// not a secret).
+pub fn parse_key(bytes: &[u8]) -> Result<AuthKey, &'static str> {
+    let mut key = [0u8; KEY_LEN];
+    if bytes.len() == KEY_LEN {
+        key.copy_from_slice(bytes);
+    } else {
+        let text = bytes.trim_ascii();
+        if text.len() != 2 * KEY_LEN {
+            return Err("a key file holds 32 raw bytes or 64 hex digits");
+        }
+        for (out, pair) in key.iter_mut().zip(text.chunks_exact(2)) {
+            let hi = hex_digit(pair[0]).ok_or("key file: not a hex digit")?;
+            let lo = hex_digit(pair[1]).ok_or("key file: not a hex digit")?;
+            *out = hi << 4 | lo;
+        }
+    }
+    if key == [0u8; KEY_LEN] {
+        return Err("key file: the key is all zeros");
+    }
+    Ok(key)
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Reads a key file (see [`parse_key`]); errors name the file and say what is wrong.
+pub fn read_key_file(path: &std::path::Path) -> std::io::Result<AuthKey> {
+    use std::io::{Error, ErrorKind};
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+    parse_key(&bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidData,
+            format!("{}: {e} (found {} bytes)", path.display(), bytes.len()),
+        )
+    })
+}
+
 /// Writes a common header into `buf` (which the caller checked is long enough).
 fn put_common(
     buf: &mut [u8],
@@ -426,7 +553,7 @@ fn put_common(
         header_len: U16::new(header_len as u16),
         datagram_len: U16::new(total as u16),
         count: U16::new(count),
-        reserved: U16::ZERO,
+        flags: U16::ZERO,
         sender_id: U32::new(sender_id),
         seq: U64::new(seq),
     };
@@ -448,15 +575,25 @@ pub struct Encoder {
     channel: Channel,
     seq: u64,
     rejected: u64,
+    key: Option<Secret>,
 }
 
 impl Encoder {
     /// An encoder for `sender_id`; `max_datagram` is clamped to
     /// [`MIN_MAX_DATAGRAM`]..=[`MAX_DATAGRAM_LIMIT`].
     pub fn new(sender_id: u32, max_datagram: usize) -> Self {
+        Encoder::with_key(sender_id, max_datagram, None)
+    }
+
+    /// Like [`Encoder::new`]; with a key every datagram is authenticated ([`seal`]ed)
+    /// by [`Encoder::finish`]. `max_datagram` includes the [`TAG_LEN`]-byte tag, so
+    /// its lower bound is then [`MIN_MAX_DATAGRAM`] + [`TAG_LEN`].
+    pub fn with_key(sender_id: u32, max_datagram: usize, key: Option<AuthKey>) -> Self {
+        let min = MIN_MAX_DATAGRAM + if key.is_some() { TAG_LEN } else { 0 };
         Encoder {
             sender_id,
-            max: max_datagram.clamp(MIN_MAX_DATAGRAM, MAX_DATAGRAM_LIMIT),
+            max: max_datagram.clamp(min, MAX_DATAGRAM_LIMIT),
+            key: key.map(Secret),
             limit: 0,
             len: 0,
             count: 0,
@@ -480,7 +617,8 @@ impl Encoder {
     /// Starts a datagram with sequence number `seq`, for frames on `channel` with
     /// timestamps in `base_ts ..= base_ts + u32::MAX` ns.
     pub fn begin(&mut self, buf: &mut [u8], seq: u64, channel: Channel, base_ts: u64) {
-        self.limit = self.max.min(buf.len());
+        // Records stop short of the tag's room.
+        self.limit = self.max.min(buf.len()).saturating_sub(self.tag_len());
         self.len = FRAMES_HEADER_LEN.min(self.limit);
         self.count = 0;
         self.base_ts = base_ts;
@@ -493,9 +631,23 @@ impl Encoder {
         self.count
     }
 
-    /// Bytes written so far (the length `finish` would return).
+    /// Bytes written so far (the length `finish` would return, less the tag of an
+    /// authenticated datagram).
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Whether datagrams are authenticated.
+    pub fn is_keyed(&self) -> bool {
+        self.key.is_some()
+    }
+
+    fn tag_len(&self) -> usize {
+        if self.key.is_some() {
+            TAG_LEN
+        } else {
+            0
+        }
     }
 
     /// True when no frame was pushed since `begin`.
@@ -569,10 +721,10 @@ impl Encoder {
         true
     }
 
-    /// Writes the header (with the final count and length) and returns the datagram's
-    /// length: `buf[..len]` is ready to send.
+    /// Writes the header (with the final count and length), and the tag if keyed, and
+    /// returns the datagram's length: `buf[..len]` is ready to send.
     pub fn finish(&mut self, buf: &mut [u8]) -> usize {
-        if self.limit < FRAMES_HEADER_LEN || buf.len() < self.len {
+        if self.limit < FRAMES_HEADER_LEN || buf.len() < self.len + self.tag_len() {
             return 0;
         }
         put_common(
@@ -589,14 +741,21 @@ impl Encoder {
             channel: channel_bytes(&self.channel),
         };
         buf[COMMON_HEADER_LEN..FRAMES_HEADER_LEN].copy_from_slice(fh.as_bytes());
-        self.len
+        match &self.key {
+            Some(key) => seal(buf, self.len, &key.0),
+            None => self.len,
+        }
     }
 
     /// Like [`Encoder::finish`], but zero-pads the datagram to `to` bytes (at most the
-    /// limit). Readers ignore bytes after the last record, so padded datagrams decode the
+    /// limit; the padding goes before the tag of an authenticated datagram). Readers ignore bytes after the last record, so padded datagrams decode the
     /// same; equal-sized datagrams can share one UDP GSO send, which needs equal segments.
     pub fn finish_padded(&mut self, buf: &mut [u8], to: usize) -> usize {
-        let target = to.min(self.limit).min(buf.len()).max(self.len);
+        let target = to
+            .saturating_sub(self.tag_len())
+            .min(self.limit)
+            .min(buf.len())
+            .max(self.len);
         if self.limit >= FRAMES_HEADER_LEN {
             buf[self.len..target].fill(0);
             self.len = target;
@@ -784,7 +943,7 @@ pub fn encode_answer(buf: &mut [u8], sender_id: u32, seq: u64, answer: &PingAnsw
 
 /// Reads a probe datagram. A valid native datagram of another kind is `UnknownType`.
 pub fn decode_probe(datagram: &[u8]) -> Result<(DatagramInfo, PingProbe), DecodeError> {
-    let (h, kind) = common(datagram)?;
+    let (h, kind, _) = common(datagram)?;
     if kind != Kind::PingProbe {
         return Err(DecodeError::UnknownType);
     }
@@ -802,7 +961,7 @@ pub fn decode_probe(datagram: &[u8]) -> Result<(DatagramInfo, PingProbe), Decode
 /// Reads an answer datagram. A valid native datagram of another kind is `UnknownType`;
 /// a host length over [`HOST_MAX`] is `BadLength`.
 pub fn decode_answer(datagram: &[u8]) -> Result<(DatagramInfo, PingAnswer), DecodeError> {
-    let (h, kind) = common(datagram)?;
+    let (h, kind, _) = common(datagram)?;
     if kind != Kind::PingAnswer {
         return Err(DecodeError::UnknownType);
     }
@@ -880,7 +1039,18 @@ impl NativeBatcher {
     /// A batcher for `sender_id` writing datagrams of at most `max_datagram` bytes
     /// (clamped as in [`Encoder::new`]) and holding frames at most `linger_ns`.
     pub fn new(sender_id: u32, max_datagram: usize, linger_ns: u64) -> Self {
-        let enc = Encoder::new(sender_id, max_datagram);
+        NativeBatcher::with_key(sender_id, max_datagram, linger_ns, None)
+    }
+
+    /// Like [`NativeBatcher::new`]; with a key every datagram carries a tag (see
+    /// [`Encoder::with_key`]; `max_datagram` includes the tag).
+    pub fn with_key(
+        sender_id: u32,
+        max_datagram: usize,
+        linger_ns: u64,
+        key: Option<AuthKey>,
+    ) -> Self {
+        let enc = Encoder::with_key(sender_id, max_datagram, key);
         let max = enc.max_datagram();
         NativeBatcher {
             enc,
@@ -901,6 +1071,26 @@ impl NativeBatcher {
     /// size and a sender can pass many in one UDP GSO call. Off by default.
     pub fn set_pad_full(&mut self, on: bool) {
         self.pad_full = on;
+    }
+
+    /// The sender id written into every datagram.
+    pub fn sender_id(&self) -> u32 {
+        self.enc.sender_id()
+    }
+
+    /// The longest a frame waits in a pending datagram.
+    pub fn linger_ns(&self) -> u64 {
+        self.linger_ns
+    }
+
+    /// Whether datagrams are authenticated.
+    pub fn is_keyed(&self) -> bool {
+        self.enc.is_keyed()
+    }
+
+    /// The largest datagram this batcher hands out (tag included).
+    pub fn max_datagram(&self) -> usize {
+        self.enc.max_datagram()
     }
 
     /// The sequence number the next datagram will carry.
@@ -1070,7 +1260,7 @@ mod tests {
         assert_eq!(&d[4..6], &56u16.to_le_bytes(), "header_len");
         assert_eq!(&d[6..8], &(d.len() as u16).to_le_bytes(), "datagram_len");
         assert_eq!(&d[8..10], &2u16.to_le_bytes(), "count");
-        assert_eq!(&d[10..12], &[0, 0], "reserved");
+        assert_eq!(&d[10..12], &[0, 0], "flags");
         assert_eq!(&d[12..16], &0xA1B2_C3D4u32.to_le_bytes(), "sender_id");
         assert_eq!(&d[16..24], &0x0102_0304_0506_0708u64.to_le_bytes(), "seq");
         assert_eq!(&d[24..32], &1_000_000_123u64.to_le_bytes(), "base_ts");
@@ -1109,7 +1299,7 @@ mod tests {
         let f = frame("123#01", 1, Channel::NONE);
         let mut d = encode(&[f], 0);
         assert_eq!(crate::wire::detect(&d), crate::wire::WireFormat::Native);
-        d[10] = 0xFF;
+        d[10] = 0xFE; // every flag but FLAG_AUTH
         d[11] = 0xFF;
         let (r, out) = decode_all(&d);
         assert_eq!(r.unwrap().error, None);
@@ -1492,5 +1682,118 @@ mod tests {
         let b = random_sender_id();
         assert!(a != 0 && b != 0);
         assert_ne!(a, b);
+    }
+
+    const KEY: AuthKey = [7u8; KEY_LEN];
+
+    #[test]
+    fn sealed_datagram_layout_and_verify() {
+        let f = frame("123#DEADBEEF", 5, Channel::NONE);
+        let mut buf = vec![0u8; DEFAULT_MAX_DATAGRAM];
+        let mut enc = Encoder::with_key(3, DEFAULT_MAX_DATAGRAM, Some(KEY));
+        enc.begin(&mut buf, 9, f.channel, 5);
+        assert!(enc.push(&mut buf, &f));
+        let n = enc.finish(&mut buf);
+        let d = &buf[..n];
+        assert_eq!(n, FRAMES_HEADER_LEN + 16 + TAG_LEN);
+        assert_eq!(
+            &d[6..8],
+            &(n as u16).to_le_bytes(),
+            "datagram_len counts the tag"
+        );
+        assert_eq!(&d[10..12], &[1, 0], "flags: authenticated");
+        let h = blake3::keyed_hash(&KEY, &d[..n - TAG_LEN]);
+        assert_eq!(&d[n - TAG_LEN..], &h.as_bytes()[..TAG_LEN]);
+        assert_eq!(verify(d, &KEY), Ok(()));
+        assert_eq!(verify(d, &[8u8; KEY_LEN]), Err(DecodeError::BadAuth));
+        // Decoded without a key: the tag is not taken for records.
+        let (r, out) = decode_all(d);
+        assert_eq!((r.unwrap().error, out), (None, vec![f]));
+        for i in 0..n {
+            let mut bad = d.to_vec();
+            bad[i] ^= 0x01;
+            assert_eq!(
+                verify(&bad, &KEY),
+                Err(DecodeError::BadAuth),
+                "bit flip at {i}"
+            );
+        }
+        assert_eq!(verify(&d[..n - 1], &KEY), Err(DecodeError::BadAuth));
+        assert_eq!(verify(&d[..39], &KEY), Err(DecodeError::BadAuth));
+    }
+
+    #[test]
+    fn keyed_encoder_leaves_room_for_the_tag() {
+        let enc = Encoder::with_key(1, 10, Some(KEY));
+        assert_eq!(enc.max_datagram(), MIN_MAX_DATAGRAM + TAG_LEN);
+        // A full keyed datagram is at most max_datagram, tag included.
+        let mut b = NativeBatcher::with_key(5, 1000, 1_000_000, Some(KEY));
+        b.set_pad_full(true);
+        let f = frame("123#0011223344556677", 10, Channel::NONE);
+        b.push(&f, 0).unwrap();
+        let mut full = Vec::new();
+        for i in 0..200 {
+            if let Some(d) = b.push(&f, 1 + i) {
+                full.push(d.to_vec());
+            }
+        }
+        for d in &full {
+            assert_eq!(d.len(), 1000);
+            assert_eq!(verify(d, &KEY), Ok(()));
+            let (r, out) = decode_all(d);
+            assert_eq!((r.unwrap().frames, out.len()), (46, 46));
+        }
+        // One FD frame of 64 bytes still fits the smallest keyed datagram.
+        let mut b = NativeBatcher::with_key(5, 0, 1_000_000, Some(KEY));
+        let g = CanFrame::new(0x123, flags::FD, &[0xAB; 64]).unwrap();
+        let d = b.push(&g, 0).unwrap();
+        assert_eq!(d.len(), MIN_MAX_DATAGRAM + TAG_LEN);
+        assert_eq!(verify(d, &KEY), Ok(()));
+    }
+
+    #[test]
+    fn sealed_probe_and_answer_decode() {
+        let probe = PingProbe {
+            probe_id: 1,
+            sent_ns: 2,
+        };
+        let mut buf = [0u8; ANSWER_LEN + TAG_LEN];
+        let n = encode_probe(&mut buf, 1, 1, &probe);
+        let n = seal(&mut buf, n, &KEY);
+        assert_eq!(n, PROBE_LEN + TAG_LEN);
+        assert_eq!(verify(&buf[..n], &KEY), Ok(()));
+        assert_eq!(decode_probe(&buf[..n]).unwrap().1, probe);
+        let a = PingAnswer::new(&probe, Role::Dump, 1, "h");
+        let n = encode_answer(&mut buf, 1, 1, &a);
+        let n = seal(&mut buf, n, &KEY);
+        assert_eq!(n, ANSWER_LEN + TAG_LEN);
+        assert_eq!(decode_answer(&buf[..n]).unwrap().1, a);
+        assert_eq!(
+            seal(&mut buf[..ANSWER_LEN + 8], ANSWER_LEN, &KEY),
+            0,
+            "no room"
+        );
+        // A flagged datagram too short to hold its header and a tag.
+        let n = encode_probe(&mut buf, 1, 1, &probe);
+        buf[10] = 1;
+        assert_eq!(decode_probe(&buf[..n]).unwrap_err(), DecodeError::BadLength);
+    }
+
+    #[test]
+    fn key_file_contents() {
+        let raw = [0x5Au8; 32];
+        assert_eq!(parse_key(&raw), Ok(raw));
+        let hex = "5a".repeat(32);
+        assert_eq!(parse_key(hex.as_bytes()), Ok(raw));
+        assert_eq!(
+            parse_key(format!("  {}\n", hex.to_uppercase()).as_bytes()),
+            Ok(raw)
+        );
+        assert!(parse_key(&raw[..31]).is_err());
+        assert!(parse_key(&[0x5A; 33]).is_err());
+        assert!(parse_key(("5a".repeat(31) + "zz").as_bytes()).is_err());
+        assert!(parse_key(&[0u8; 32]).is_err());
+        assert!(parse_key(b"").is_err());
+        assert!(format!("{:?}", Encoder::with_key(1, 200, Some(raw))).contains("<key>"));
     }
 }
