@@ -366,3 +366,34 @@ fn disk_full_stops_with_a_clear_error_and_keeps_the_file_valid() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A writer killed while creating segment N leaves an empty `rec.cmc.N`: the recording
+/// is every closed segment before it, not just the first one.
+#[test]
+fn kill_during_segment_creation_keeps_every_closed_segment() {
+    let dir = scratch("seg-create");
+    let path = dir.join("rec.cmc");
+    let mut rec = Recorder::create(&path, child_options()).unwrap();
+    let n = 30_000u64;
+    for k in 0..n {
+        rec.write_frame(&expected(k)).unwrap();
+    }
+    let stats = rec.finish().unwrap();
+    assert!(
+        stats.segments >= 3,
+        "needs several segments, got {}",
+        stats.segments
+    );
+    // What a kill between creating the next file and committing its header leaves.
+    std::fs::File::create(dir.join(format!("rec.cmc.{}", stats.segments))).unwrap();
+    let r = Recording::open(&path).unwrap();
+    let frames = r
+        .iter()
+        .filter(|rec| matches!(rec, Record::Frame(_)))
+        .count() as u64;
+    assert_eq!(frames, n, "every frame of every closed segment is read");
+    let mut it = r.iter();
+    for _ in &mut it {}
+    assert!(matches!(it.end(), Some(End::Unfinished)), "{:?}", it.end());
+    let _ = std::fs::remove_dir_all(&dir);
+}

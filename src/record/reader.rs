@@ -448,12 +448,17 @@ impl<'a> Iterator for Records<'a> {
                         offset: s.end as u64,
                         reason,
                     });
-                } else if !s.closed || self.rec.tail_uncommitted {
+                } else if !s.closed {
                     self.end = Some(End::Unfinished);
                 } else if let Some(next) = self.rec.segs.get(self.seg + 1) {
                     self.seg += 1;
                     self.off = next.data_start;
                     continue;
+                } else if self.rec.tail_uncommitted {
+                    // Killed while creating the next segment: everything up to here
+                    // is the recording. (Checked only after the last segment: checked
+                    // earlier, it cut a crashed recording down to its first segment.)
+                    self.end = Some(End::Unfinished);
                 } else {
                     self.end = Some(End::Finished);
                 }
