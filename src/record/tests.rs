@@ -549,3 +549,27 @@ fn repair_makes_the_in_memory_repair_permanent() {
     assert_eq!(Recording::repair(&p).unwrap(), End::Finished);
     assert_eq!(frames(&Recording::open(&p).unwrap()).len(), 20_000);
 }
+
+#[test]
+fn every_sync_policy_rotates_and_reads_back() {
+    let d = TempDir::new("sync");
+    for (k, sync) in [
+        SyncPolicy::Never,
+        SyncPolicy::OnFinish,
+        SyncPolicy::OnClose,
+        SyncPolicy::EveryBytes(64 * 1024),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let p = d.file(&format!("s{k}.cmc"));
+        let mut w = Recorder::create(&p, RecorderOptions { sync, ..small() }).unwrap();
+        for i in 0..20_000 {
+            w.write_frame(&frame(i)).unwrap();
+        }
+        assert!(w.finish().unwrap().segments > 2);
+        let r = Recording::open(&p).unwrap();
+        assert!(r.is_finished(), "{sync:?}");
+        assert_eq!(frames(&r).len(), 20_000, "{sync:?}");
+    }
+}

@@ -29,7 +29,12 @@ use crate::frame::{CanFrame, Channel, SenderAddr};
 pub enum SyncPolicy {
     /// Never; the kernel writes back when it likes.
     Never,
-    /// `msync(MS_SYNC)` + `fsync` when a segment is closed (rotation, finish).
+    /// `msync(MS_SYNC)` + `fsync` of the last segment at [`Recorder::finish`] (or drop).
+    /// Rotation does not wait for the disk, so the writer never stalls mid-capture.
+    OnFinish,
+    /// `msync(MS_SYNC)` + `fsync` whenever a segment is closed (rotation and finish):
+    /// each closed segment is durable, at the price of a stall per rotation while the
+    /// segment (64 MiB by default) goes to disk.
     OnClose,
     /// As `OnClose`, plus `msync(MS_ASYNC)` each time this many bytes were written.
     EveryBytes(u64),
@@ -41,7 +46,7 @@ pub struct RecorderOptions {
     /// Bytes preallocated per segment file; a multiple of 8, at least the tables plus
     /// one 64 KiB block. Default 64 MiB.
     pub segment_size: u64,
-    /// Default [`SyncPolicy::OnClose`].
+    /// Default [`SyncPolicy::OnFinish`].
     pub sync: SyncPolicy,
     /// Distinct channels per segment (1–256); default 64. A frame with a new channel
     /// when the table is full starts a new segment.
@@ -58,7 +63,7 @@ impl Default for RecorderOptions {
     fn default() -> Self {
         RecorderOptions {
             segment_size: 64 << 20,
-            sync: SyncPolicy::OnClose,
+            sync: SyncPolicy::OnFinish,
             max_channels: 64,
             max_senders: 1024,
             prefault: false,
@@ -283,7 +288,7 @@ impl Recorder {
     /// Closes the recording: marks the last segment's end and truncates it to its used
     /// length. Dropping a recorder does the same but cannot report errors.
     pub fn finish(mut self) -> Result<RecorderStats, RecordError> {
-        self.close_segment()?;
+        self.close_segment(true)?;
         Ok(self.stats)
     }
 
@@ -515,7 +520,7 @@ impl Recorder {
 
     #[cold]
     fn rotate(&mut self) -> Result<(), RecordError> {
-        if let Err(e) = self.close_segment() {
+        if let Err(e) = self.close_segment(false) {
             self.stopped = Some(e.to_string());
             return Err(e);
         }
@@ -629,7 +634,7 @@ impl Recorder {
 
     /// Commits the end offset in the header, syncs per policy, unmaps and truncates.
     #[cold]
-    fn close_segment(&mut self) -> Result<(), RecordError> {
+    fn close_segment(&mut self, last: bool) -> Result<(), RecordError> {
         let Some(mut seg) = self.seg.take() else {
             return Ok(());
         };
@@ -644,7 +649,11 @@ impl Recorder {
             path: path(),
             source: e,
         };
-        let sync = self.opts.sync != SyncPolicy::Never;
+        let sync = match self.opts.sync {
+            SyncPolicy::Never => false,
+            SyncPolicy::OnFinish => last,
+            SyncPolicy::OnClose | SyncPolicy::EveryBytes(_) => true,
+        };
         if sync {
             seg.map.flush().map_err(|e| io("msync", e))?;
         }
@@ -659,7 +668,7 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        let _ = self.close_segment();
+        let _ = self.close_segment(true);
     }
 }
 
