@@ -49,6 +49,7 @@ fn pycan_to_dump(net: &Net) {
         "$CANMC" dump {net} --port {PORT} -L -n {n} --duration 30 --json >"$T/dump.out" 2>"$T/dump.err" &
         D=$!
         wait_udp {PORT}
+        wait_joined {group}
         "$PY" "$PEER" send --group {group} --port {PORT} >"$T/sent.out"
         rc=0; wait $D || rc=$?
         echo "dump exit $rc" >&2
@@ -337,7 +338,9 @@ fn ipv6_pycan_host_to_canmc_on_two_other_hosts() {
                     >"$T/dump$h.out" 2>"$T/dump$h.err" &
                 eval D$h=\$!
             done
-            for h in 2 3; do "$LAB_EXEC" $h bash -c "$(declare -f wait_udp); wait_udp {PORT}"; done
+            for h in 2 3; do
+                "$LAB_EXEC" $h bash -c "$(declare -f wait_udp wait_joined); wait_udp {PORT} && wait_joined {group}"
+            done
             "$LAB_EXEC" 1 "$PY" "$PEER" send --group {group} --port {PORT} >"$T/sent.out"
             rc=0; wait $D2 || rc=$?; wait $D3 || rc=$?
             exit $rc
