@@ -13,6 +13,40 @@
 //! [`Engine::start`], keeps its counters in plain integers and publishes them once per
 //! batch, and wakes a sleeping consumer at most once per batch, so no syscall is made per
 //! frame.
+//!
+//! ```
+//! use std::time::Duration;
+//! use canmc::engine::{Dispatch, Engine, EngineConfig, Event};
+//! use canmc::recv::{DatagramSource, IoMode, RecvMeta};
+//! use canmc::wire::pycan;
+//! use canmc::CanFrame;
+//!
+//! /// Stands in for a socket: one python-can datagram, then silence.
+//! struct OneShot(Option<Vec<u8>>);
+//! impl DatagramSource for OneShot {
+//!     fn poll(&mut self, t: Duration, f: &mut dyn FnMut(&[u8], &RecvMeta)) -> std::io::Result<usize> {
+//!         match self.0.take() {
+//!             Some(d) => { f(&d, &RecvMeta::default()); Ok(1) }
+//!             None => { std::thread::sleep(t); Ok(0) }
+//!         }
+//!     }
+//!     fn mode(&self) -> IoMode { IoMode::Mmsg }
+//! }
+//!
+//! let mut buf = [0; pycan::MAX_ENCODED];
+//! let n = pycan::encode(&CanFrame::new(0x123, 0, &[1, 2]).unwrap(), &mut buf);
+//! let cfg = EngineConfig { consumers: 2, dispatch: Dispatch::ById, ..Default::default() };
+//! let (engine, mut consumers) = Engine::start(Box::new(OneShot(Some(buf[..n].to_vec()))), cfg)?;
+//! let mine = canmc::engine::consumer_for(0x123, false, 2);
+//! match consumers[mine].recv_timeout(Duration::from_secs(5)) {
+//!     Some(Event::Frame(f)) => assert_eq!(f.payload(), &[1, 2]),
+//!     other => panic!("{other:?}"),
+//! }
+//! engine.stop();
+//! engine.join()?;
+//! assert!(consumers[mine].is_closed());
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -233,13 +267,15 @@ impl Wake {
 
 /// How long spinning lasts before a waiting consumer parks (about a microsecond).
 const SPINS: u32 = 256;
-/// A parked consumer re-checks at least this often, even if a wake-up is missed.
-const PARK_STEP: Duration = Duration::from_millis(1);
+/// A parked consumer re-checks at least this often. Only a safety net: the receive
+/// thread unparks it (see `Wake::notify`), so this does not bound latency.
+const PARK_STEP: Duration = Duration::from_millis(5);
 
 /// One consumer's end of the engine: a ring of [`Event`]s.
 ///
 /// Can be moved to another thread (or handed to [`Engine::spawn_worker`]); it is used
-/// from one thread at a time.
+/// from one thread at a time. Once a handle is dropped, the frames dispatched to it
+/// fill its ring and then count as ring drops.
 pub struct ConsumerHandle {
     ring: Consumer<Event>,
     wake: Arc<Wake>,
@@ -455,7 +491,7 @@ impl Engine {
 
     /// True once the receive thread has exited (stopped, or the source failed).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().map_or(true, |t| t.is_finished())
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
     }
 
     /// Waits for the receive thread to exit (call [`stop`](Engine::stop) first) and
@@ -711,6 +747,9 @@ impl Sink {
 
     #[inline]
     fn accepts(&self, sender: &SenderAddr) -> bool {
+        if self.drop_from.is_none() && self.accept_only.is_empty() {
+            return true;
+        }
         let Some(sa) = sender.get() else {
             return self.accept_only.is_empty();
         };
@@ -766,5 +805,57 @@ impl Sink {
                 wake.notify();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The receive thread's notify must unpark a sleeping consumer: the park step is
+    /// only a safety net, and here the sleeper parks for 30 s.
+    #[test]
+    fn notify_unparks_a_registered_sleeper() {
+        let wake = Arc::new(Wake::default());
+        let go = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel();
+        let (w, g) = (Arc::clone(&wake), Arc::clone(&go));
+        let sleeper = thread::spawn(move || {
+            *w.thread.lock().unwrap() = Some(thread::current());
+            w.sleeping.store(true, Ordering::Relaxed);
+            tx.send(()).unwrap();
+            let t = Instant::now();
+            // Spurious wake-ups go back to sleep; only an unpark after `go` ends this.
+            while !g.load(Ordering::Acquire) {
+                thread::park_timeout(Duration::from_secs(30));
+                if t.elapsed() > Duration::from_secs(30) {
+                    break;
+                }
+            }
+            t.elapsed()
+        });
+        rx.recv().unwrap();
+        thread::sleep(Duration::from_millis(20));
+        go.store(true, Ordering::Release);
+        wake.notify();
+        let took = sleeper.join().unwrap();
+        assert!(
+            took < Duration::from_secs(10),
+            "sleeper woke after {took:?}"
+        );
+    }
+
+    #[test]
+    fn consumer_for_is_stable_and_in_range() {
+        for n in 1..9 {
+            for id in 0..2048 {
+                let c = consumer_for(id, id % 2 == 0, n);
+                assert!(c < n);
+                assert_eq!(c, consumer_for(id, id % 2 == 0, n));
+            }
+        }
+        // The IDE bit is part of the key.
+        let differs = (0..2048).any(|id| consumer_for(id, false, 4) != consumer_for(id, true, 4));
+        assert!(differs);
     }
 }

@@ -17,6 +17,7 @@ pub mod gen;
 pub mod recv;
 pub mod ring;
 pub mod send;
+pub mod seq;
 pub mod socket;
 pub mod summary;
 pub mod wire;

@@ -269,6 +269,17 @@ mod tests {
     use super::*;
     use std::thread;
 
+    /// Waiting side of the stress tests: spin briefly, then yield, so that the test
+    /// also finishes quickly when there are more runnable threads than CPUs.
+    fn snooze(misses: &mut u32) {
+        *misses += 1;
+        if *misses % 64 == 0 {
+            thread::yield_now();
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+
     #[test]
     fn capacity_rounds_up_to_power_of_two() {
         assert_eq!(ring::<u8>(0).0.capacity(), 1);
@@ -371,15 +382,16 @@ mod tests {
         const N: u64 = 10_000_000;
         let (mut tx, mut rx) = ring::<u64>(256);
         let producer = thread::spawn(move || {
-            let mut i = 0;
+            let (mut i, mut misses) = (0, 0);
             while i < N {
                 match tx.push(i) {
                     Ok(()) => i += 1,
-                    Err(_) => std::hint::spin_loop(),
+                    Err(_) => snooze(&mut misses),
                 }
             }
         });
         let mut expected = 0u64;
+        let mut misses = 0;
         let mut buf = [0u64; 32];
         while expected < N {
             // Alternate single and batch pops so both paths race the producer.
@@ -402,7 +414,7 @@ mod tests {
             if rx.is_abandoned() && rx.is_empty() {
                 break;
             }
-            std::hint::spin_loop();
+            snooze(&mut misses);
         }
         producer.join().unwrap();
         assert_eq!(expected, N);
@@ -415,23 +427,23 @@ mod tests {
         const N: u64 = 200_000;
         let (mut tx, mut rx) = ring::<[u64; 16]>(64);
         let producer = thread::spawn(move || {
-            let mut i = 0;
+            let (mut i, mut misses) = (0, 0);
             while i < N {
                 if tx.push([i; 16]).is_ok() {
                     i += 1;
                 } else {
-                    std::hint::spin_loop();
+                    snooze(&mut misses);
                 }
             }
         });
-        let mut expected = 0;
+        let (mut expected, mut misses) = (0, 0);
         while expected < N {
             match rx.pop() {
                 Some(v) => {
                     assert_eq!(v, [expected; 16]);
                     expected += 1;
                 }
-                None => std::hint::spin_loop(),
+                None => snooze(&mut misses),
             }
         }
         producer.join().unwrap();

@@ -229,6 +229,10 @@ impl DatagramSource for MmsgSource {
     fn mode(&self) -> IoMode {
         IoMode::Mmsg
     }
+
+    fn socket_drops(&self) -> Option<u32> {
+        super::socket_drops(&self.sock).ok()
+    }
 }
 
 impl std::fmt::Debug for MmsgSource {

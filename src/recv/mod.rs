@@ -46,6 +46,43 @@ pub trait DatagramSource: Send {
 
     /// The path actually in use (`Uring` or `Mmsg`), for summaries.
     fn mode(&self) -> IoMode;
+
+    /// The socket's cumulative kernel drop counter, read directly (`SO_MEMINFO`).
+    ///
+    /// [`RecvMeta::kernel_drops`] only travels with a datagram that was queued, so
+    /// drops after the last queued datagram (the end of a burst that overflowed the
+    /// buffer) are seen only this way. `None` when the source has no socket.
+    fn socket_drops(&self) -> Option<u32> {
+        None
+    }
+}
+
+/// Reads a socket's drop counter (`SK_MEMINFO_DROPS` of `SO_MEMINFO`), the same counter
+/// `SO_RXQ_OVFL` reports.
+pub fn socket_drops(sock: &socket2::Socket) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    // SK_MEMINFO_VARS is 9 on current kernels; room for more costs nothing.
+    let mut info = [0u32; 16];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is a writable buffer of `len` bytes that outlives the call; the
+    // kernel writes at most `len` bytes and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let drops = libc::SK_MEMINFO_DROPS as usize;
+    if (len as usize) < (drops + 1) * 4 {
+        return Err(io::Error::other("SO_MEMINFO returned no drop counter"));
+    }
+    Ok(info[drops])
 }
 
 pub use mmsg::RecvConfig;

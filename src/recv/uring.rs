@@ -485,6 +485,10 @@ impl DatagramSource for UringSource {
     fn mode(&self) -> IoMode {
         IoMode::Uring
     }
+
+    fn socket_drops(&self) -> Option<u32> {
+        super::socket_drops(self.socket()).ok()
+    }
 }
 
 impl Drop for UringSource {

@@ -1,6 +1,7 @@
 //! Wire formats: python-can's msgpack datagrams ([`pycan`]) and canmc's native batched
 //! datagrams. One socket carries both; [`detect`] tells them apart by the first byte.
 
+pub mod native;
 pub mod pycan;
 
 use std::fmt;

@@ -5,9 +5,16 @@
 //! order, so [`encode`] writes a fixed template of keys with the values in between. The
 //! decoder is a small hand-written msgpack reader that knows only the eleven keys; it
 //! accepts whatever python-can's receiver (`unpack_message`, then `Message(check=True)`)
-//! would accept and maps it onto [`CanFrame`], with two exceptions: unknown keys are
-//! skipped (python-can raises `TypeError` on them), and CAN FD lengths must be one of
-//! [`FD_LENGTHS`](crate::frame::FD_LENGTHS) (python-can allows any length up to 64).
+//! would accept and maps it onto [`CanFrame`]. Where the two differ, canmc is more lenient
+//! in one way and stricter in others:
+//!
+//! - unknown and non-string keys are skipped (python-can raises `TypeError` on them);
+//! - CAN FD lengths must be one of [`FD_LENGTHS`](crate::frame::FD_LENGTHS) (python-can
+//!   allows any length up to 64);
+//! - values python accepts only by accident of duck typing are refused as
+//!   [`DecodeError::BadFieldType`]: a float `arbitration_id` or `dlc`, an int `data`
+//!   (`bytearray(n)`), nil or a float for a bool field;
+//! - timestamps past what a u64 of ns holds (the year 2554) are refused.
 //!
 //! Values of unknown keys are skipped with a pending-item counter rather than recursion,
 //! so a datagram of nested arrays cannot exhaust the stack.
@@ -301,14 +308,20 @@ impl<'a> Reader<'a> {
 /// the whole seconds first keeps the result exact enough that re-encoding gives back
 /// the same float.
 fn secs_to_ns(t: f64) -> Result<u64, DecodeError> {
-    // Negative, NaN and infinite: python-can's check=True rejects them. Beyond u64 ns
-    // (year 2554) python-can would accept, but a frame cannot carry it.
-    if t.is_nan() || t < 0.0 || t >= (u64::MAX / NS_PER_SEC) as f64 {
+    // Negative, NaN and infinite: python-can's check=True rejects them. Beyond what a u64
+    // of ns holds (year 2554) python-can would accept, but a frame cannot carry it; the
+    // float `encode` makes of u64::MAX itself is let in, saturated, so it round-trips.
+    if t.is_nan() || t < 0.0 || t > u64::MAX as f64 / 1e9 {
         return Err(DecodeError::InvalidFrame);
     }
-    let whole = t.trunc();
-    let frac_ns = ((t - whole) * 1e9).round() as u64;
-    Ok(whole as u64 * NS_PER_SEC + frac_ns)
+    // Casts instead of trunc()/round(), which are libm calls on baseline x86-64. Both
+    // subtractions are exact (a float minus its own integer part), so this rounds half
+    // away from zero exactly as round() would.
+    let whole = t as u64;
+    let frac = (t - whole as f64) * 1e9;
+    let frac_floor = frac as u64;
+    let frac_ns = frac_floor + (frac - frac_floor as f64 >= 0.5) as u64;
+    Ok(whole.saturating_mul(NS_PER_SEC).saturating_add(frac_ns))
 }
 
 /// State of a field that may be set (and overwritten: duplicate keys, last wins) several
@@ -316,9 +329,114 @@ fn secs_to_ns(t: f64) -> Result<u64, DecodeError> {
 type Field<T> = Result<T, DecodeError>;
 
 /// Decodes one datagram into `frame`: id, flags, len, data, channel, and `timestamp_ns`
-/// from the datagram's own timestamp field. `frame.sender` is left untouched; on error
-/// the other fields hold unspecified (but harmless) values. Allocates nothing.
+/// from the datagram's own timestamp field (the nearest ns to its seconds). `frame.sender`
+/// is left untouched; on error the other fields hold unspecified (but harmless) values.
+/// Allocates nothing.
+///
+/// Accepts what python-can's receiver accepts: any key order, missing keys (python-can's
+/// defaults, `is_extended_id` true), duplicate keys (the last wins), an int or float
+/// timestamp, `data` as bin or as an array of ints, bools as ints; unknown and non-string
+/// keys are skipped. Errors name the first problem found: structure ([`DecodeError::Truncated`],
+/// [`NotMsgpack`](DecodeError::NotMsgpack), [`NotAMap`](DecodeError::NotAMap),
+/// [`TrailingBytes`](DecodeError::TrailingBytes)), then field types
+/// ([`BadFieldType`](DecodeError::BadFieldType)), then values
+/// ([`InvalidFrame`](DecodeError::InvalidFrame), [`BadChannel`](DecodeError::BadChannel)).
 pub fn decode(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> {
+    match decode_canonical(datagram, frame) {
+        Some(result) => result,
+        None => decode_any(datagram, frame),
+    }
+}
+
+/// The fast path: a datagram laid out exactly as `pack_message` lays it out (what
+/// python-can and canmc send), read against the key template with no key lookup.
+/// `None` for anything else, which [`decode_any`] then handles; where both apply they
+/// agree (a property test checks it).
+#[inline]
+fn decode_canonical(d: &[u8], frame: &mut CanFrame) -> Option<Result<(), DecodeError>> {
+    let mut r = Reader { rest: d };
+    let expect = |r: &mut Reader<'_>, key: &[u8]| -> Option<()> {
+        (r.take(key.len()).ok()? == key).then_some(())
+    };
+    let bool_at = |r: &mut Reader<'_>, bit: u8| -> Option<u8> {
+        match r.u8().ok()? {
+            0xc2 => Some(0),
+            0xc3 => Some(bit),
+            _ => None,
+        }
+    };
+
+    expect(&mut r, b"\x8b\xa9timestamp\xcb")?;
+    let t = f64::from_bits(r.u64().ok()?);
+    expect(&mut r, b"\xaearbitration_id")?;
+    let id = match r.u8().ok()? {
+        m @ 0x00..=0x7f => m as u32,
+        0xcc => r.u8().ok()? as u32,
+        0xcd => r.u16().ok()? as u32,
+        0xce => r.u32().ok()?,
+        _ => return None,
+    };
+    expect(&mut r, b"\xaeis_extended_id")?;
+    let mut fl = bool_at(&mut r, flags::EXTENDED)?;
+    expect(&mut r, b"\xafis_remote_frame")?;
+    fl |= bool_at(&mut r, flags::RTR)?;
+    expect(&mut r, b"\xaeis_error_frame")?;
+    fl |= bool_at(&mut r, flags::ERROR)?;
+    expect(&mut r, b"\xa7channel")?;
+    let channel = match r.item().ok()? {
+        Item::Nil => Ok(Channel::NONE),
+        Item::Int(v) => i64::try_from(v)
+            .map(Channel::int)
+            .map_err(|_| DecodeError::BadChannel),
+        Item::Str(s) => Channel::from_utf8(s).map_err(|_| DecodeError::BadChannel),
+        _ => return None,
+    };
+    expect(&mut r, b"\xa3dlc")?;
+    let dlc = match r.u8().ok()? {
+        m @ 0x00..=0x40 => m,
+        _ => return None,
+    };
+    expect(&mut r, b"\xa4data\xc4")?;
+    let n = r.u8().ok()? as usize;
+    let data = r.take(n).ok()?;
+    expect(&mut r, b"\xa5is_fd")?;
+    fl |= bool_at(&mut r, flags::FD)?;
+    expect(&mut r, b"\xaebitrate_switch")?;
+    fl |= bool_at(&mut r, flags::BRS)?;
+    expect(&mut r, b"\xb5error_state_indicator")?;
+    fl |= bool_at(&mut r, flags::ESI)?;
+    if !r.rest.is_empty() {
+        return None;
+    }
+
+    let remote = fl & flags::RTR != 0;
+    // Field errors in the order decode_any reports them: channel, then values.
+    let channel = match channel {
+        Ok(c) => c,
+        Err(e) => return Some(Err(e)),
+    };
+    if !remote && data.len() != dlc as usize {
+        return Some(Err(DecodeError::InvalidFrame));
+    }
+    let ns = match secs_to_ns(t) {
+        Ok(ns) => ns,
+        Err(e) => return Some(Err(e)),
+    };
+    let keep = if remote { 0 } else { data.len() };
+    frame.timestamp_ns = ns;
+    frame.id = id;
+    frame.flags = fl;
+    frame.len = dlc;
+    frame.channel = channel;
+    // keep <= dlc <= 64 here.
+    let (head, tail) = frame.data.split_at_mut(keep);
+    head.copy_from_slice(&data[..keep]);
+    tail.fill(0);
+    Some(frame.validate().map_err(|_| DecodeError::InvalidFrame))
+}
+
+/// The general path: any key order, missing, duplicate and unknown keys.
+fn decode_any(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> {
     let mut r = Reader { rest: datagram };
     let entries = match r.item()? {
         Item::Map(n) => n,
@@ -342,7 +460,15 @@ pub fn decode(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> 
     let mut data_len: Field<usize> = Ok(0);
 
     for _ in 0..entries {
-        let key = match r.item()? {
+        // Keys are fixstr in practice; read those without the general dispatch.
+        let item = match r.rest.first() {
+            Some(&m) if m & 0xe0 == 0xa0 => {
+                r.rest = &r.rest[1..];
+                Item::Str(r.take((m & 0x1f) as usize)?)
+            }
+            _ => r.item()?,
+        };
+        let key = match item {
             Item::Str(k) => k,
             other => {
                 r.skip_contents(other)?;
@@ -350,8 +476,8 @@ pub fn decode(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> 
                 continue;
             }
         };
-        let bool_bit = match key {
-            b"timestamp" => {
+        let bool_bit = match Key::of(key) {
+            Key::Timestamp => {
                 timestamp = match r.item()? {
                     Item::Float(t) => secs_to_ns(t),
                     Item::Int(s) => u64::try_from(s)
@@ -365,7 +491,7 @@ pub fn decode(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> 
                 };
                 continue;
             }
-            b"arbitration_id" => {
+            Key::ArbitrationId => {
                 id = match r.item()? {
                     // Negative or beyond u32: python-can's check rejects it as out of range.
                     Item::Int(v) => u32::try_from(v).map_err(|_| DecodeError::InvalidFrame),
@@ -376,7 +502,7 @@ pub fn decode(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> 
                 };
                 continue;
             }
-            b"channel" => {
+            Key::Channel => {
                 channel = match r.item()? {
                     Item::Nil => Ok(Channel::NONE),
                     Item::Int(v) => i64::try_from(v)
@@ -390,7 +516,7 @@ pub fn decode(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> 
                 };
                 continue;
             }
-            b"dlc" => {
+            Key::Dlc => {
                 dlc = match r.item()? {
                     Item::Nil => Ok(None),
                     // Negative or > 64: python-can's check rejects it.
@@ -405,22 +531,24 @@ pub fn decode(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> 
                 };
                 continue;
             }
-            b"data" => {
+            Key::Data => {
                 data_len = read_data(&mut r, &mut frame.data)?;
                 continue;
             }
-            b"is_extended_id" => flags::EXTENDED,
-            b"is_remote_frame" => flags::RTR,
-            b"is_error_frame" => flags::ERROR,
-            b"is_fd" => flags::FD,
-            b"bitrate_switch" => flags::BRS,
-            b"error_state_indicator" => flags::ESI,
-            _ => {
+            Key::Flag(bit) => bit,
+            Key::Unknown => {
                 r.skip(1)?;
                 continue;
             }
         };
-        let value = match r.item()? {
+        let item = match r.rest.first() {
+            Some(&m @ (0xc2 | 0xc3)) => {
+                r.rest = &r.rest[1..];
+                Item::Bool(m == 0xc3)
+            }
+            _ => r.item()?,
+        };
+        let value = match item {
             Item::Bool(b) => Some(b),
             Item::Int(v) => Some(v != 0),
             other => {
@@ -443,23 +571,37 @@ pub fn decode(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> 
         return Err(DecodeError::TrailingBytes);
     }
 
-    if bad_bools != 0 {
+    let remote = fl & flags::RTR != 0;
+    // python-can drops a remote frame's data whatever it is.
+    let data_len = if remote { Ok(0) } else { data_len };
+    // Type errors first, then channel, then values, whatever the key order was.
+    let errors = [
+        timestamp.err(),
+        id.err(),
+        channel.err(),
+        dlc.err(),
+        data_len.err(),
+    ];
+    if bad_bools != 0 || errors.contains(&Some(DecodeError::BadFieldType)) {
         return Err(DecodeError::BadFieldType);
     }
-    let remote = fl & flags::RTR != 0;
-    let len = if remote {
-        // python-can drops a remote frame's data whatever it is; dlc is the request.
-        dlc?.unwrap_or(0)
-    } else {
-        let n = data_len?;
-        match dlc? {
-            Some(d) if d as usize != n => return Err(DecodeError::InvalidFrame),
-            _ => n as u8,
-        }
+    if errors.contains(&Some(DecodeError::BadChannel)) {
+        return Err(DecodeError::BadChannel);
+    }
+    let (Ok(timestamp), Ok(id), Ok(channel), Ok(dlc), Ok(n)) =
+        (timestamp, id, channel, dlc, data_len)
+    else {
+        return Err(DecodeError::InvalidFrame);
     };
-    frame.timestamp_ns = timestamp?;
-    frame.id = id?;
-    frame.channel = channel?;
+    let len = match dlc {
+        // For a remote frame dlc is the requested length (default len(data) = 0).
+        _ if remote => dlc.unwrap_or(0),
+        Some(d) if d as usize != n => return Err(DecodeError::InvalidFrame),
+        _ => n as u8,
+    };
+    frame.timestamp_ns = timestamp;
+    frame.id = id;
+    frame.channel = channel;
     frame.flags = fl;
     frame.len = len;
     // Keep CanFrame's invariant: bytes past len (all of them for remote frames) are zero.
@@ -468,6 +610,40 @@ pub fn decode(datagram: &[u8], frame: &mut CanFrame) -> Result<(), DecodeError> 
         tail.fill(0);
     }
     frame.validate().map_err(|_| DecodeError::InvalidFrame)
+}
+
+/// The keys python-can's Message takes that a frame carries.
+#[derive(Clone, Copy)]
+enum Key {
+    Timestamp,
+    ArbitrationId,
+    Channel,
+    Dlc,
+    Data,
+    /// A bool field, with its [`flags`] bit.
+    Flag(u8),
+    Unknown,
+}
+
+impl Key {
+    /// Dispatches on the length first, so each key costs one fixed-size comparison.
+    #[inline]
+    fn of(key: &[u8]) -> Key {
+        match (key.len(), key) {
+            (3, b"dlc") => Key::Dlc,
+            (4, b"data") => Key::Data,
+            (5, b"is_fd") => Key::Flag(flags::FD),
+            (7, b"channel") => Key::Channel,
+            (9, b"timestamp") => Key::Timestamp,
+            (14, b"arbitration_id") => Key::ArbitrationId,
+            (14, b"is_extended_id") => Key::Flag(flags::EXTENDED),
+            (14, b"is_error_frame") => Key::Flag(flags::ERROR),
+            (14, b"bitrate_switch") => Key::Flag(flags::BRS),
+            (15, b"is_remote_frame") => Key::Flag(flags::RTR),
+            (21, b"error_state_indicator") => Key::Flag(flags::ESI),
+            _ => Key::Unknown,
+        }
+    }
 }
 
 /// Reads a `data` value (bin, array of ints 0..=255, or nil) into `out`. The outer
@@ -741,7 +917,7 @@ mod tests {
             2_250_000_000
         );
         assert_eq!(dec(&with("timestamp", V::F(-0.0))).unwrap().timestamp_ns, 0);
-        // A real clock value comes back within a float's precision, and re-encodes exactly.
+        // A real clock value comes back within a float's precision.
         let ns = 1_763_700_000_123_456_789u64;
         let mut f = full_frame();
         f.timestamp_ns = ns;
@@ -751,7 +927,6 @@ mod tests {
             "{}",
             back.timestamp_ns
         );
-        assert_eq!(enc(&back), enc(&f));
     }
 
     #[test]
@@ -1077,6 +1252,28 @@ mod tests {
     }
 
     #[test]
+    fn errors_rank_type_then_channel_then_value() {
+        let bad = [
+            ("timestamp", V::F(-1.0)),
+            ("channel", V::F(1.0)),
+            ("dlc", V::S("x")),
+        ];
+        for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2]] {
+            let mut e = full();
+            for i in order {
+                e.push(bad[i].clone());
+            }
+            assert_eq!(dec(&map(&e)), Err(DecodeError::BadFieldType));
+            e.retain(|(k, _)| *k != "dlc");
+            assert_eq!(dec(&map(&e)), Err(DecodeError::BadChannel));
+        }
+        // Structure outranks fields.
+        let mut bytes = with("dlc", V::S("x"));
+        bytes.push(0);
+        assert_eq!(dec(&bytes), Err(DecodeError::TrailingBytes));
+    }
+
+    #[test]
     fn error_trailing_bytes() {
         let mut bytes = enc(&full_frame());
         bytes.push(0xc0);
@@ -1139,6 +1336,7 @@ mod tests {
         let ts = prop_oneof![
             any::<u64>(),
             0u64..10_000_000_000,
+            (1u64 << 53) - 1_000_000..(1u64 << 53) + 1_000_000,
             1_600_000_000_000_000_000u64..1_900_000_000_000_000_000
         ];
         (kind, channel, ts).prop_map(|(mut f, ch, ts)| {
@@ -1153,21 +1351,80 @@ mod tests {
         ((f64::from_bits(t.to_bits() + 1) - t) * 1e9) as u64 + 1
     }
 
+    /// The exact nearest ns of a non-negative float, by integer arithmetic on its bits.
+    fn exact_ns(t: f64) -> u64 {
+        let bits = t.to_bits();
+        let exp = ((bits >> 52) & 0x7ff) as i32;
+        let mant = (bits & ((1 << 52) - 1)) | if exp > 0 { 1 << 52 } else { 0 };
+        let e = exp.max(1) - 1075; // t = mant * 2^e
+        let num = mant as u128 * 1_000_000_000;
+        let ns = if e >= 0 {
+            num << e
+        } else if e < -120 {
+            0
+        } else {
+            (num + (1u128 << (-e - 1))) >> -e
+        };
+        ns.min(u64::MAX as u128) as u64
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn seconds_to_ns_is_the_nearest_ns(
+            t in prop_oneof![0.0f64..20.0, 0.0f64..2e9, 1.6e9f64..1.9e9, 0.0f64..1.8446744e10],
+        ) {
+            prop_assert_eq!(secs_to_ns(t), Ok(exact_ns(t)));
+        }
 
         #[test]
         fn round_trips_every_valid_frame(f in any_frame()) {
             let bytes = enc(&f);
             prop_assert!(bytes.len() <= MAX_ENCODED);
+            // What canmc sends takes the fast path, and the general one agrees.
+            let (mut fast, mut slow) = (CanFrame::EMPTY, CanFrame::EMPTY);
+            prop_assert_eq!(decode_any(&bytes, &mut slow), Ok(()));
+            prop_assert_eq!(decode_canonical(&bytes, &mut fast), Some(Ok(())));
             let back = dec(&bytes).map_err(|e| TestCaseError::fail(format!("{e}")))?;
             let mut same_time = back;
             same_time.timestamp_ns = f.timestamp_ns;
             prop_assert_eq!(same_time, f);
             // The time survives to the float's precision (two roundings on the way in:
-            // ns to f64, then / 1e9), and re-encodes bit for bit.
+            // ns to f64, then / 1e9). Re-encoding gives the same float bit for bit while
+            // ns are exact in an f64 (< 2^53); above, the nearest ns can round (as
+            // float(ns) does in python) to the neighbouring float: at most one ulp.
             prop_assert!(back.timestamp_ns.abs_diff(f.timestamp_ns) <= 2 * ulp_ns(f.timestamp_ns));
-            prop_assert_eq!(enc(&back), bytes);
+            let again = enc(&back);
+            if f.timestamp_ns <= 1 << 53 {
+                prop_assert_eq!(&again, &bytes);
+            } else {
+                let float_at = |b: &[u8]| u64::from_be_bytes(b[12..20].try_into().unwrap());
+                prop_assert!(float_at(&again).abs_diff(float_at(&bytes)) <= 1);
+                prop_assert_eq!(&again[20..], &bytes[20..]);
+            }
+            prop_assert_eq!(slow, back);
+        }
+
+        #[test]
+        fn fast_path_agrees_with_general_path(
+            f in any_frame(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+        ) {
+            // Byte substitutions keep the canonical layout often enough to reach every
+            // value check of the fast path.
+            let mut bytes = enc(&f);
+            for (at, byte) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+            }
+            let (mut fast, mut slow) = (CanFrame::EMPTY, CanFrame::EMPTY);
+            if let Some(res) = decode_canonical(&bytes, &mut fast) {
+                prop_assert_eq!(res, decode_any(&bytes, &mut slow));
+                if res.is_ok() {
+                    prop_assert_eq!(fast, slow);
+                }
+            }
         }
 
         #[test]
