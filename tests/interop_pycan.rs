@@ -36,8 +36,9 @@ fn lines(text: &str) -> Vec<&str> {
     text.lines().filter(|l| !l.trim().is_empty()).collect()
 }
 
-/// python-can sends every kind; `canmc dump -L -n N` must print exactly the expected
-/// lines, in order, with plausible kernel receive timestamps.
+/// python-can sends every kind; `canmc dump -L -n N --json` must print exactly the
+/// expected lines, in order, with plausible kernel receive timestamps, then a summary
+/// that counts N frames and no decode error.
 fn pycan_to_dump(net: &Net) {
     let kinds = pycan_kinds();
     let n = kinds.len();
@@ -45,9 +46,10 @@ fn pycan_to_dump(net: &Net) {
     let before = now_s();
     let run = lab.run(&format!(
         r#"
-        "$CANMC" dump {net} --port {PORT} -L -n {n} --duration 30 >"$T/dump.out" 2>"$T/dump.err" &
+        "$CANMC" dump {net} --port {PORT} -L -n {n} --duration 30 --json >"$T/dump.out" 2>"$T/dump.err" &
         D=$!
         wait_udp {PORT}
+        wait_joined {group}
         "$PY" "$PEER" send --group {group} --port {PORT} >"$T/sent.out"
         rc=0; wait $D || rc=$?
         echo "dump exit $rc" >&2
@@ -67,11 +69,19 @@ fn pycan_to_dump(net: &Net) {
     );
     let sent = lines(&sent);
     assert_eq!(sent, kinds, "python-can did not send every kind");
-    let got = lines(&dump);
+    let mut got = lines(&dump);
+    // --json: the summary is one object on the last line of stdout.
+    let summary = got.pop().unwrap_or_default();
+    assert!(
+        summary.starts_with("{\"command\":\"dump\"") && summary.ends_with('}'),
+        "last stdout line is not the JSON summary: {summary}"
+    );
+    assert_eq!(json_field(summary, "frames"), Some(n.to_string().as_str()));
+    assert_eq!(json_field(summary, "decode_errors_total"), Some("0"));
     assert_eq!(
         got.len(),
         n,
-        "dump -n {n} printed {} lines:\n{dump}",
+        "dump -n {n} printed {} frame lines:\n{dump}",
         got.len()
     );
     let mut last = 0.0;
@@ -328,7 +338,9 @@ fn ipv6_pycan_host_to_canmc_on_two_other_hosts() {
                     >"$T/dump$h.out" 2>"$T/dump$h.err" &
                 eval D$h=\$!
             done
-            for h in 2 3; do "$LAB_EXEC" $h bash -c "$(declare -f wait_udp); wait_udp {PORT}"; done
+            for h in 2 3; do
+                "$LAB_EXEC" $h bash -c "$(declare -f wait_udp wait_joined); wait_udp {PORT} && wait_joined {group}"
+            done
             "$LAB_EXEC" 1 "$PY" "$PEER" send --group {group} --port {PORT} >"$T/sent.out"
             rc=0; wait $D2 || rc=$?; wait $D3 || rc=$?
             exit $rc

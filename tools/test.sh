@@ -11,4 +11,5 @@ cd "$REPO"
 if [[ -z "${CANMC_PYTHON:-}" ]]; then
     bash tools/setup-venv.sh >/dev/null
 fi
-exec cargo test --release "$@"
+# --no-fail-fast: one failing test binary must not hide the results of the others.
+exec cargo test --release --no-fail-fast "$@"

@@ -114,16 +114,31 @@ wait_file() {
     for ((i = 0; i < n; i++)); do [[ -e $1 ]] && return 0; sleep 0.02; done
     echo "wait_file: $1 did not appear" >&2; return 1
 }
-# wait_udp PORT [SECS]: until a UDP socket of this namespace is bound to PORT, then a
-# moment more for its group join.
+# wait_udp PORT [SECS]: until a UDP socket of this namespace is bound to PORT.
 wait_udp() {
     local hex i n=$(( ${2:-10} * 50 ))
     hex=$(printf ':%04X ' "$1")
     for ((i = 0; i < n; i++)); do
-        if grep -q "$hex" /proc/net/udp /proc/net/udp6 2>/dev/null; then sleep 0.15; return 0; fi
+        if grep -q "$hex" /proc/net/udp /proc/net/udp6 2>/dev/null; then return 0; fi
         sleep 0.02
     done
     echo "wait_udp: nothing bound to port $1" >&2; return 1
+}
+# wait_joined GROUP [SECS]: until some socket of this namespace has joined GROUP (IPv4,
+# or IPv6 written with all 8 groups), as /proc/net/igmp{,6} show it.
+wait_joined() {
+    local g=$1 i n=$(( ${2:-10} * 50 )) pat file
+    if [[ $g == *:* ]]; then
+        local IFS=:; local parts=($g); unset IFS
+        [[ ${#parts[@]} -eq 8 ]] || { echo "wait_joined: write all 8 groups of $g" >&2; return 1; }
+        pat=; for x in "${parts[@]}"; do pat+=$(printf '%04x' "0x$x"); done
+        pat=" $pat "; file=/proc/net/igmp6
+    else
+        local IFS=.; local o=($g); unset IFS
+        pat=$(printf '\t%02X%02X%02X%02X ' "${o[3]}" "${o[2]}" "${o[1]}" "${o[0]}"); file=/proc/net/igmp
+    fi
+    for ((i = 0; i < n; i++)); do grep -q "$pat" "$file" && return 0; sleep 0.02; done
+    echo "wait_joined: nobody joined $g" >&2; return 1
 }
 "#;
 
