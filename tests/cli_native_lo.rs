@@ -2,8 +2,18 @@
 //! exactly, python-can and native datagrams share one receiver, ping finds exactly the
 //! receivers that answer. The multi-host versions are in `lab_native.rs`.
 
+use std::collections::BTreeSet;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// The tests share `lo` and its per-CPU backlog: a flood from one test can make the
+/// kernel drop another test's probe before any socket sees it. They take turns.
+static LO: Mutex<()> = Mutex::new(());
+
+fn lo_turn() -> MutexGuard<'static, ()> {
+    LO.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 const CANMC: &str = env!("CARGO_BIN_EXE_canmc");
 
@@ -25,6 +35,26 @@ fn settle() {
     std::thread::sleep(Duration::from_millis(400));
 }
 
+/// Pings until every one of `pids` has answered once: a receiver answers from the
+/// moment it has joined, and on a loaded machine that moment varies.
+fn wait_until_answering(port: &str, pids: &[u32]) {
+    let want: BTreeSet<u64> = pids.iter().map(|&p| u64::from(p)).collect();
+    let mut seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !want.is_subset(&seen) {
+        assert!(
+            Instant::now() < deadline,
+            "receivers {want:?} not all answering after 5 s (seen {seen:?})"
+        );
+        let out = canmc(&[
+            "ping", "--iface", "lo", "--port", port, "-W", "0.2", "--json",
+        ]);
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            seen.insert(json_u64(line, "pid"));
+        }
+    }
+}
+
 fn json_u64(json: &str, key: &str) -> u64 {
     let pat = format!("\"{key}\":");
     let at = json
@@ -41,6 +71,7 @@ fn json_u64(json: &str, key: &str) -> u64 {
 
 #[test]
 fn native_send_reaches_dump_exactly() {
+    let _turn = lo_turn();
     let port = "42301";
     let dump = spawn(&[
         "dump", "--iface", "lo", "--port", port, "-L", "-n", "7", "--json",
@@ -91,6 +122,7 @@ fn native_send_reaches_dump_exactly() {
 
 #[test]
 fn native_and_pycan_share_a_receiver_and_nothing_is_lost() {
+    let _turn = lo_turn();
     let port = "42302";
     let n = 60_000u64;
     let dump = spawn(&[
@@ -133,6 +165,7 @@ fn native_and_pycan_share_a_receiver_and_nothing_is_lost() {
 
 #[test]
 fn ping_lists_exactly_the_answering_receivers() {
+    let _turn = lo_turn();
     let port = "42303";
     let quiet = spawn(&[
         "dump",
@@ -142,7 +175,7 @@ fn ping_lists_exactly_the_answering_receivers() {
         port,
         "-q",
         "--duration",
-        "4",
+        "8",
         "--no-answer",
     ]);
     let none = canmc(&["ping", "--iface", "lo", "--port", port, "-W", "0.5"]);
@@ -158,7 +191,7 @@ fn ping_lists_exactly_the_answering_receivers() {
         port,
         "-q",
         "--duration",
-        "4",
+        "8",
     ]);
     let b = spawn(&[
         "dump",
@@ -168,9 +201,9 @@ fn ping_lists_exactly_the_answering_receivers() {
         port,
         "-q",
         "--duration",
-        "4",
+        "8",
     ]);
-    settle();
+    wait_until_answering(port, &[a.id(), b.id()]);
     let out = canmc(&[
         "ping", "--iface", "lo", "--port", port, "-c", "2", "-W", "0.5", "--json",
     ]);
