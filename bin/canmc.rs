@@ -1,11 +1,13 @@
 //! `canmc`: the command line. It parses arguments, builds library objects and reports;
 //! everything that touches frames or sockets lives in the library.
 
+use std::cell::Cell;
 use std::io::{self, IsTerminal, Write};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use canmc::convert::candump::{write_log_line, ScreenFormat, TimeMode};
@@ -16,7 +18,7 @@ use canmc::frame::{CanFrame, Channel};
 use canmc::gen::{self, GenConfig, Generator};
 use canmc::record::RecorderOptions;
 use canmc::recv::{self, IoMode, RecvConfig};
-use canmc::send::FrameSender;
+use canmc::send::{FrameSender, SendHealth};
 use canmc::socket::{McastConfig, RecvSocket, SendSocket, DEFAULT_GROUP_V4, DEFAULT_GROUP_V6};
 use canmc::summary::Summary;
 use canmc::wire::native::{self, Role};
@@ -298,6 +300,10 @@ struct GenArgs {
     /// Remote frames.
     #[arg(short = 'R')]
     remote: bool,
+    /// Exit when the group is unreachable (link down, no route) instead of counting
+    /// the frames that could not be sent and going on when the network is back.
+    #[arg(long)]
+    stop_on_error: bool,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -376,6 +382,10 @@ struct ReplayArgs {
     /// the timing; needs CAP_SYS_NICE (a failure is reported, and replay goes on).
     #[arg(long)]
     realtime: bool,
+    /// Exit when the group is unreachable (link down, no route) instead of counting
+    /// the frames that could not be sent and going on when the network is back.
+    #[arg(long)]
+    stop_on_error: bool,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     json: bool,
@@ -661,6 +671,7 @@ fn summary_from(
         reordered: stats.reordered,
         senders: stats.senders,
         filtered: filtered + stats.filtered,
+        ..Summary::default()
     }
 }
 
@@ -688,19 +699,45 @@ fn run_receiver(
 
     let start = Instant::now();
     let mut status = StatusLine::new(command != "dump" || !io::stdout().is_terminal());
-    let mut frames: u64 = 0;
-    let mut filtered: u64 = 0;
+    let frames = Cell::new(0u64);
+    let filtered = Cell::new(0u64);
     let limit = recv.count.unwrap_or(u64::MAX);
     let mut failure = None;
     let mut events = vec![Event::default(); 512];
-    'run: while frames < limit && !stopped() && deadline.is_none_or(|d| Instant::now() < d) {
+    // Hands a batch to `on_event`; false once `-n` is reached, `on_event` says stop, or
+    // it failed (then no further event is handed over).
+    let mut consume = |batch: &[Event]| -> bool {
+        for event in batch {
+            if let Event::Frame(frame) = event {
+                if !filters.matches(frame) {
+                    filtered.set(filtered.get() + 1);
+                    continue;
+                }
+                frames.set(frames.get() + 1);
+            }
+            match on_event(event) {
+                Ok(true) => {}
+                Ok(false) => return false,
+                Err(f) => {
+                    failure = Some(f);
+                    return false;
+                }
+            }
+            if frames.get() == limit {
+                return false;
+            }
+        }
+        true
+    };
+    let mut more = limit > 0;
+    while more && !stopped() && deadline.is_none_or(|d| Instant::now() < d) {
         let n = consumer.pop_batch(&mut events);
         if n == 0 {
             on_idle();
             let s = counters.snapshot();
             status.update(
                 start,
-                frames,
+                frames.get(),
                 &format!(
                     "drops {} gaps {}",
                     s.kernel_drops + s.ring_drops,
@@ -710,32 +747,22 @@ fn run_receiver(
             consumer.wait(Duration::from_millis(50));
             continue;
         }
-        for event in &events[..n] {
-            if let Event::Frame(frame) = event {
-                if !filters.matches(frame) {
-                    filtered += 1;
-                    continue;
-                }
-                frames += 1;
-            }
-            match on_event(event) {
-                Ok(true) => {}
-                Ok(false) => break 'run,
-                Err(f) => {
-                    failure = Some(f);
-                    break 'run;
-                }
-            }
-            if frames == limit {
-                break 'run;
-            }
-        }
+        more = consume(&events[..n]);
     }
     status.clear();
     engine.stop();
     let io_mode = engine.io_mode();
     if let Err(e) = engine.join() {
         eprintln!("canmc: warning: receive thread: {e}");
+    }
+    // Stopped by a signal or --duration: what was received before is still handed over,
+    // so the summary's frames are the frames the receive thread took in.
+    while more {
+        let n = consumer.pop_batch(&mut events);
+        if n == 0 {
+            break;
+        }
+        more = consume(&events[..n]);
     }
     if let Some(f) = failure {
         return Err(f);
@@ -745,8 +772,8 @@ fn run_receiver(
         command,
         io_mode,
         &stats,
-        frames,
-        filtered,
+        frames.get(),
+        filtered.get(),
         start.elapsed(),
     ))
 }
@@ -839,7 +866,11 @@ fn cmd_gen(a: GenArgs) -> Result<(), Failure> {
     })
     .map_err(|e| Failure::usage(format!("cannot generate these frames: {e}")))?;
     let sock = SendSocket::open(&cfg).map_err(|e| io_failure("cannot open sender", e))?;
-    let mut tx = a.opts.sender(sock, a.net.key()?)?;
+    let mut tx = a
+        .opts
+        .sender(sock, a.net.key()?)?
+        .keep_going(!a.stop_on_error);
+    let outages = OutageReport::new("gen", tx.health());
     let send_err = |e| io_failure("send failed", e);
     let limit = a.count.unwrap_or(u64::MAX);
     let start = Instant::now();
@@ -878,20 +909,80 @@ fn cmd_gen(a: GenArgs) -> Result<(), Failure> {
             tx.send(&f, ts).map_err(send_err)?;
             sent += 1;
         }
+        outages.check();
         status.update(start, sent, "");
     }
     tx.flush(now_ns()).map_err(send_err)?;
     status.clear();
+    outages.finish();
     let sum = Summary {
         command: "gen",
         frames: tx.frames(),
         datagrams: tx.datagrams_sent(),
         bytes: tx.bytes(),
         elapsed: start.elapsed(),
+        unsent: tx.health().unsent(),
+        outages: tx.health().outages(),
         ..Default::default()
     };
     print_summary(&sum, a.json);
     Ok(())
+}
+
+/// Tells the user on stderr when a sender's group becomes unreachable and when it is
+/// back (`gen` and `replay` ride outages out unless `--stop-on-error`).
+struct OutageReport {
+    command: &'static str,
+    health: Arc<SendHealth>,
+    /// When the outage being reported was noticed.
+    began: Cell<Option<Instant>>,
+}
+
+impl OutageReport {
+    fn new(command: &'static str, health: Arc<SendHealth>) -> OutageReport {
+        OutageReport {
+            command,
+            health,
+            began: Cell::new(None),
+        }
+    }
+
+    fn check(&self) {
+        match (self.health.failing(), self.began.get()) {
+            (Some(e), None) => {
+                eprintln!(
+                    "canmc {}: cannot reach the group: {e}; frames are counted as unsent \
+                     until it is back (--stop-on-error to exit instead)",
+                    self.command
+                );
+                self.began.set(Some(Instant::now()));
+            }
+            (None, Some(t)) => {
+                eprintln!(
+                    "canmc {}: sending again after {:.1} s; {} datagrams were not sent",
+                    self.command,
+                    t.elapsed().as_secs_f64(),
+                    self.health.unsent_in_outage()
+                );
+                self.began.set(None);
+            }
+            _ => {}
+        }
+    }
+
+    /// The last word on an outage still going on when the command ends.
+    fn finish(&self) {
+        self.check();
+        if let Some(t) = self.began.get() {
+            eprintln!(
+                "canmc {}: the group was still unreachable at the end ({:.1} s); {} datagrams \
+                 were not sent",
+                self.command,
+                t.elapsed().as_secs_f64(),
+                self.health.unsent_in_outage()
+            );
+        }
+    }
 }
 
 fn cmd_ping(a: PingArgs) -> Result<(), Failure> {
@@ -1187,6 +1278,12 @@ fn cmd_convert(a: ConvertArgs) -> Result<(), Failure> {
     }
     let stats = read.map_err(convert_failure)?;
     finished.map_err(convert_failure)?;
+    stats.check(&a.input).map_err(|e| {
+        Failure::runtime(format!(
+            "{e}; the events before it are in {}",
+            a.output.display()
+        ))
+    })?;
     eprintln!(
         "canmc convert: {} events from {} ({}) to {} ({}){}",
         stats.events,
@@ -1336,7 +1433,7 @@ fn cmd_info(a: InfoArgs) -> Result<(), Failure> {
             .map(|&(n, id, ext)| format!("{{\"id\":\"{}\",\"frames\":{n}}}", id_text(id, ext)))
             .collect();
         println!(
-            "{{\"file\":{},\"format\":\"{}\",\"frames\":{frames},\"first_ns\":{},\"last_ns\":{},\"span_s\":{span:.6},\"rate_fps\":{rate:.1},\"standard\":{},\"extended\":{},\"remote\":{},\"error\":{},\"fd\":{},\"ids\":{},\"top_ids\":[{}],\"senders\":{},\"loss_records\":{loss_events},\"lost_datagrams\":{lost},\"kernel_drop_records\":{drop_events},\"kernel_drops\":{drops},\"skipped_lines\":{}}}",
+            "{{\"file\":{},\"format\":\"{}\",\"frames\":{frames},\"first_ns\":{},\"last_ns\":{},\"span_s\":{span:.6},\"rate_fps\":{rate:.1},\"standard\":{},\"extended\":{},\"remote\":{},\"error\":{},\"fd\":{},\"ids\":{},\"top_ids\":[{}],\"senders\":{},\"loss_records\":{loss_events},\"lost_datagrams\":{lost},\"kernel_drop_records\":{drop_events},\"kernel_drops\":{drops},\"skipped_lines\":{},\"end\":\"{}\"}}",
             json_string(&a.file.display().to_string()),
             format.name(),
             if frames > 0 { first } else { 0 },
@@ -1349,9 +1446,10 @@ fn cmd_info(a: InfoArgs) -> Result<(), Failure> {
             ids.len(),
             top_json.join(","),
             senders.len(),
-            stats.skipped
+            stats.skipped,
+            end_word(stats.cmc_end)
         );
-        return Ok(());
+        return stats.check(&a.file).map_err(convert_failure);
     }
     println!("{} ({})", a.file.display(), format.name());
     println!(
@@ -1385,7 +1483,28 @@ fn cmd_info(a: InfoArgs) -> Result<(), Failure> {
     if stats.skipped > 0 {
         println!("  skipped    {} lines that do not parse", stats.skipped);
     }
-    Ok(())
+    if stats.cmc_end.is_some() {
+        let why = match stats.cmc_end {
+            Some(canmc::record::End::Unfinished) => {
+                " (the writer did not finish: killed, or still running)"
+            }
+            _ => "",
+        };
+        println!("  end        {}{why}", end_word(stats.cmc_end));
+    }
+    stats.check(&a.file).map_err(convert_failure)
+}
+
+/// How a `.cmc` ended, in one word for `info` (`-` for other formats).
+fn end_word(end: Option<canmc::record::End>) -> &'static str {
+    use canmc::record::End;
+    match end {
+        None => "-",
+        Some(End::Finished) => "finished",
+        Some(End::Unfinished) => "unfinished",
+        Some(End::Truncated { .. }) => "truncated",
+        Some(End::Corrupt { .. }) => "corrupt",
+    }
 }
 
 fn cmd_replay(a: ReplayArgs) -> Result<(), Failure> {
@@ -1421,20 +1540,33 @@ fn cmd_replay(a: ReplayArgs) -> Result<(), Failure> {
         skip_bad: a.skip_bad,
     };
     let sock = SendSocket::open(&cfg).map_err(|e| io_failure("cannot open sender", e))?;
-    let mut tx = a.opts.sender(sock, a.net.key()?)?;
+    let mut tx = a
+        .opts
+        .sender(sock, a.net.key()?)?
+        .keep_going(!a.stop_on_error);
+    let outages = OutageReport::new("replay", tx.health());
     if a.realtime {
         if let Err(e) = canmc::replay::set_realtime_priority(10) {
             eprintln!("canmc: warning: --realtime: {e}; replaying at normal priority");
         }
     }
-    let stats = canmc::replay::replay(&a.file, format, &mut tx, &opts, &stopped)
-        .map_err(convert_failure)?;
+    // The replay loop asks `stop` every 256 frames and while it waits: the place to
+    // report an outage as it begins and ends.
+    let stop = || {
+        outages.check();
+        stopped()
+    };
+    let stats =
+        canmc::replay::replay(&a.file, format, &mut tx, &opts, &stop).map_err(convert_failure)?;
+    outages.finish();
     let sum = Summary {
         command: "replay",
         frames: stats.frames,
         datagrams: tx.datagrams_sent(),
         bytes: tx.bytes(),
         elapsed: stats.elapsed,
+        unsent: tx.health().unsent(),
+        outages: tx.health().outages(),
         ..Default::default()
     };
     print_summary(&sum, a.json);

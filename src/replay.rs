@@ -249,6 +249,11 @@ pub fn replay(
                 source: e,
             });
         }
+        if let Err(e) = read.check(path) {
+            // What was read before the problem still goes out, then the error.
+            let _ = tx.flush(wall_ns());
+            return Err(e);
+        }
         stats.loops += 1;
         // The next play starts where this one ended (its last frame's due time).
         play_start = if speed.is_some() {

@@ -10,7 +10,9 @@ use std::io;
 use std::mem;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::frame::CanFrame;
 use crate::socket::SendSocket;
@@ -28,6 +30,63 @@ const MAX_UDP_PAYLOAD: usize = 65_507;
 /// Consecutive ENOBUFS / EAGAIN answers before `flush` gives up and reports the error
 /// (the datagrams stay queued). About a second with the back-off below.
 const MAX_BUSY_RETRIES: u32 = 20_000;
+
+/// While the network is unreachable (with [`BatchSender::keep_going`]), how long
+/// datagrams are discarded before the next attempt to send.
+const OUTAGE_RETRY: Duration = Duration::from_millis(10);
+
+/// Errors that mean "no way to the group right now" (link down, route or address gone,
+/// a firewall rejecting): they pass when the network comes back.
+fn is_outage(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::ENETUNREACH
+            | libc::ENETDOWN
+            | libc::EHOSTUNREACH
+            | libc::EADDRNOTAVAIL
+            | libc::ENODEV
+            | libc::ENXIO
+            | libc::EPERM
+            | libc::ECONNREFUSED
+    )
+}
+
+/// A sender's failed sends, readable from any thread while it runs (see
+/// [`BatchSender::keep_going`]).
+#[derive(Debug, Default)]
+pub struct SendHealth {
+    unsent: AtomicU64,
+    outages: AtomicU64,
+    failing: AtomicI32,
+    /// `unsent` when the latest outage began.
+    unsent_before_outage: AtomicU64,
+}
+
+impl SendHealth {
+    /// Datagrams discarded because the network was unreachable.
+    pub fn unsent(&self) -> u64 {
+        self.unsent.load(Ordering::Relaxed)
+    }
+
+    /// Datagrams discarded since the latest outage began.
+    pub fn unsent_in_outage(&self) -> u64 {
+        self.unsent()
+            .saturating_sub(self.unsent_before_outage.load(Ordering::Relaxed))
+    }
+
+    /// Outages so far: runs of failed sends ended by a successful one (or still on).
+    pub fn outages(&self) -> u64 {
+        self.outages.load(Ordering::Relaxed)
+    }
+
+    /// The error of the outage going on now, `None` while sends succeed.
+    pub fn failing(&self) -> Option<io::Error> {
+        match self.failing.load(Ordering::Relaxed) {
+            0 => None,
+            errno => Some(io::Error::from_raw_os_error(errno)),
+        }
+    }
+}
 
 /// One `UDP_SEGMENT` control message: header plus a u16, padded to `CMSG_SPACE(2)`.
 #[repr(C)]
@@ -69,6 +128,10 @@ pub struct BatchSender {
     sent: u64,
     messages: u64,
     syscalls: u64,
+    keep_going: bool,
+    health: Arc<SendHealth>,
+    /// During an outage: when to try the network again.
+    retry_at: Option<Instant>,
 }
 
 // SAFETY: the raw pointers in `msgs` and `iovs` point only into buffers this struct owns
@@ -111,7 +174,31 @@ impl BatchSender {
             sent: 0,
             messages: 0,
             syscalls: 0,
+            keep_going: false,
+            health: Arc::default(),
+            retry_at: None,
         }
+    }
+
+    /// Rides out a network outage instead of failing: when a send fails because the
+    /// group is unreachable (link down, route or address gone, a firewall rejecting),
+    /// the queued datagrams are discarded and counted in [`SendHealth::unsent`], and
+    /// `flush` succeeds. Until a send succeeds again, datagrams are discarded unsent
+    /// for 10 ms between attempts. Receivers of the native format count the
+    /// discarded datagrams as a sequence gap. Off by default: the error is returned.
+    pub fn keep_going(&mut self, on: bool) {
+        self.keep_going = on;
+    }
+
+    /// The outage counters, shareable with a thread that reports them.
+    pub fn health(&self) -> Arc<SendHealth> {
+        Arc::clone(&self.health)
+    }
+
+    /// Counts everything queued as unsent and empties the queue.
+    fn discard_unsent(&mut self) {
+        let n = self.discard() as u64;
+        self.health.unsent.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Queues one datagram: `write` fills the slot it is given (`max_datagram` bytes)
@@ -156,6 +243,12 @@ impl BatchSender {
     /// Sends everything queued. Retries partial sends and a full socket or device queue
     /// (ENOBUFS / EAGAIN) after a brief pause.
     pub fn flush(&mut self) -> io::Result<()> {
+        if let Some(at) = self.retry_at {
+            if self.first_unsent < self.queued && Instant::now() < at {
+                self.discard_unsent();
+                return Ok(());
+            }
+        }
         let mut busy = 0u32;
         while self.first_unsent < self.queued {
             let n_msgs = self.build_messages();
@@ -179,11 +272,26 @@ impl BatchSender {
                 self.messages += rc as u64;
                 self.first_unsent = done;
                 busy = 0;
+                if self.retry_at.take().is_some() {
+                    self.health.failing.store(0, Ordering::Relaxed);
+                }
                 continue;
             }
             let e = io::Error::last_os_error();
             match e.raw_os_error().unwrap_or(0) {
                 libc::EINTR => {}
+                errno if self.keep_going && is_outage(errno) => {
+                    if self.health.failing.load(Ordering::Relaxed) == 0 {
+                        let h = &self.health;
+                        h.unsent_before_outage
+                            .store(h.unsent.load(Ordering::Relaxed), Ordering::Relaxed);
+                        h.outages.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.health.failing.store(errno, Ordering::Relaxed);
+                    self.retry_at = Some(Instant::now() + OUTAGE_RETRY);
+                    self.discard_unsent();
+                    return Ok(());
+                }
                 libc::ENOBUFS | libc::EAGAIN if busy < MAX_BUSY_RETRIES => {
                     busy += 1;
                     if busy < 16 {
@@ -416,6 +524,17 @@ impl FrameSender {
             self.native = Some(batcher);
         }
         self
+    }
+
+    /// Rides out network outages instead of failing; see [`BatchSender::keep_going`].
+    pub fn keep_going(mut self, on: bool) -> Self {
+        self.tx.keep_going(on);
+        self
+    }
+
+    /// The outage counters (datagrams discarded unsent, outages, the current error).
+    pub fn health(&self) -> Arc<SendHealth> {
+        self.tx.health()
     }
 
     /// Whether native datagrams are authenticated.

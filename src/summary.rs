@@ -29,6 +29,10 @@ pub struct Summary {
     pub senders: u64,
     /// Frames dropped by a filter (own frames, `--source`, ID filters).
     pub filtered: u64,
+    /// Sending commands: datagrams discarded while the group was unreachable.
+    pub unsent: u64,
+    /// Sending commands: network outages ridden out.
+    pub outages: u64,
 }
 
 impl Summary {
@@ -71,7 +75,7 @@ impl Summary {
         }
         let _ = write!(
             s,
-            "}},\"decode_errors_total\":{},\"kernel_drops\":{},\"ring_drops\":{},\"seq_gaps\":{},\"duplicates\":{},\"reordered\":{},\"senders\":{},\"filtered\":{}}}",
+            "}},\"decode_errors_total\":{},\"kernel_drops\":{},\"ring_drops\":{},\"seq_gaps\":{},\"duplicates\":{},\"reordered\":{},\"senders\":{},\"filtered\":{},\"unsent\":{},\"outages\":{}}}",
             self.decode_errors_total(),
             self.kernel_drops,
             self.ring_drops,
@@ -79,7 +83,9 @@ impl Summary {
             self.duplicates,
             self.reordered,
             self.senders,
-            self.filtered
+            self.filtered,
+            self.unsent,
+            self.outages
         );
         s
     }
@@ -114,6 +120,13 @@ impl Summary {
                 s,
                 "\n  native datagrams duplicated {}, reordered {}",
                 self.duplicates, self.reordered
+            );
+        }
+        if self.outages > 0 {
+            let _ = write!(
+                s,
+                "\n  group unreachable {} time(s): {} datagrams not sent",
+                self.outages, self.unsent
             );
         }
         if self.decode_errors_total() > 0 {

@@ -235,3 +235,47 @@ fn ping_lists_exactly_the_answering_receivers() {
         assert!(c.wait_with_output().unwrap().status.success());
     }
 }
+
+/// SIGTERM ends `dump` after it hands over everything already received: with its
+/// output stalled (nobody reads the pipe yet), the frames wait in the ring, and the
+/// summary must account for every datagram: printed, or a counted drop.
+#[test]
+fn sigterm_drains_what_was_received_before_the_summary() {
+    use std::io::Read;
+    let _turn = lo_turn();
+    let port = "42304";
+    let n: u64 = 50_000;
+    let mut dump = spawn(&["dump", "--iface", "lo", "--port", port, "-L", "--json"]);
+    wait_until_answering(port, &[dump.id()]);
+    let gen = canmc(&[
+        "gen",
+        "--iface",
+        "lo",
+        "--port",
+        port,
+        "-n",
+        &n.to_string(),
+        "-I",
+        "5A5",
+    ]);
+    assert!(gen.status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    unsafe { libc::kill(dump.id() as i32, libc::SIGTERM) };
+    let mut text = String::new();
+    dump.stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(dump.wait().unwrap().success());
+    let summary = text.lines().last().unwrap_or_default();
+    let printed = text.lines().filter(|l| l.contains(" 5A5#")).count() as u64;
+    assert_eq!(printed, json_u64(summary, "frames"), "{summary}");
+    // (`datagrams` also counts the readiness pings, so the check is against `n`.)
+    assert_eq!(
+        printed + json_u64(summary, "ring_drops") + json_u64(summary, "kernel_drops"),
+        n,
+        "every frame sent is printed or a counted drop: {summary}"
+    );
+}

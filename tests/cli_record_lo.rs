@@ -389,3 +389,64 @@ fn bad_files_and_paths_get_one_clear_line() {
     assert!(String::from_utf8_lossy(&info.stdout).contains("\"frames\":2"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn corrupt_recording_is_read_up_to_the_damage_and_the_exit_says_so() {
+    let dir = tmpdir("corrupt");
+    let log = dir.join("in.log");
+    let lines: Vec<String> = (0..2000u64)
+        .map(|i| {
+            format!(
+                "({}.{:06}) can0 123#{:016X}",
+                1_700_000_000 + i / 100,
+                i % 100 * 10_000,
+                i
+            )
+        })
+        .collect();
+    std::fs::write(&log, lines.join("\n") + "\n").unwrap();
+    let cmc = dir.join("r.cmc");
+    ok(&canmc(&["convert", s(&log), s(&cmc)]));
+    // One flipped bit in the middle of the records: a checksum mismatch there.
+    let mut bytes = std::fs::read(&cmc).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    std::fs::write(&cmc, &bytes).unwrap();
+
+    let info = canmc(&["info", s(&cmc)]);
+    let err = String::from_utf8_lossy(&info.stderr);
+    assert_eq!(info.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("r.cmc") && err.contains("corrupt record"),
+        "{err}"
+    );
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("end        corrupt"), "{text}");
+
+    let out = dir.join("out.log");
+    let conv = canmc(&["convert", s(&cmc), s(&out)]);
+    let err = String::from_utf8_lossy(&conv.stderr);
+    assert_eq!(conv.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("r.cmc") && err.contains("out.log"), "{err}");
+    // The output is the exact prefix before the damaged record, and it says how long.
+    let got: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert!(
+        !got.is_empty() && got.len() < lines.len(),
+        "{} lines",
+        got.len()
+    );
+    assert!(
+        err.contains(&format!("after {} events", got.len())),
+        "{err}"
+    );
+    for (g, want) in got.iter().zip(&lines) {
+        assert_eq!(g, want);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

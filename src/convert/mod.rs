@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::engine::Event;
 use crate::frame::{CanFrame, SenderAddr};
-use crate::record::{Record, RecordError, Recorder, RecorderOptions, Recording};
+use crate::record::{End, Record, RecordError, Recorder, RecorderOptions, Recording};
 
 /// A capture file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,9 @@ pub enum ConvertError {
     },
     /// The `.cmc` layer failed.
     Record(RecordError),
+    /// The input could not be read to its end ([`ReadStats::problem`] says why); every
+    /// event before the problem was delivered.
+    Incomplete { path: PathBuf, message: String },
     /// This format cannot be read (or written) by this build.
     Unsupported {
         format: FileFormat,
@@ -95,6 +98,9 @@ impl fmt::Display for ConvertError {
                 message,
             } => write!(f, "{}:{line}: {message}", path.display()),
             ConvertError::Record(e) => write!(f, "{e}"),
+            ConvertError::Incomplete { path, message } => {
+                write!(f, "{}: {message}", path.display())
+            }
             ConvertError::Unsupported { format, what } => {
                 write!(f, "{} files cannot be {what}", format.name())
             }
@@ -307,6 +313,46 @@ pub struct ReadStats {
     pub skipped: u64,
     /// The callback asked to stop.
     pub stopped: bool,
+    /// For a `.cmc`: how its records ended (`None` for other formats, or when the
+    /// callback stopped first). Anything but `Finished` and `Unfinished` means records
+    /// after the last event could not be read; [`ReadStats::problem`] words it.
+    pub cmc_end: Option<End>,
+}
+
+impl ReadStats {
+    /// A one-line description of why reading stopped before the end of the data, if
+    /// it did: a `.cmc` whose file shrank while it was read, or with a corrupt record.
+    pub fn problem(&self) -> Option<String> {
+        match self.cmc_end? {
+            End::Finished | End::Unfinished => None,
+            End::Truncated { segment } => Some(format!(
+                "the file shrank while it was read (segment {segment}); stopped at the cut \
+                 after {} events",
+                self.events
+            )),
+            End::Corrupt {
+                segment,
+                offset,
+                reason,
+            } => Some(format!(
+                "corrupt record ({}) in segment {segment} at byte {offset}; stopped there \
+                 after {} events",
+                reason.describe(),
+                self.events
+            )),
+        }
+    }
+
+    /// [`ReadStats::problem`] as an error naming `path`.
+    pub fn check(&self, path: &Path) -> Result<(), ConvertError> {
+        match self.problem() {
+            Some(message) => Err(ConvertError::Incomplete {
+                path: path.to_path_buf(),
+                message,
+            }),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Reads the events of a capture in order and hands each to `f`, which returns `false`
@@ -321,11 +367,11 @@ pub fn read_events(
     match format {
         FileFormat::Cmc => {
             let recording = Recording::open(path)?;
-            let records = match opts.start_ns {
+            let mut records = match opts.start_ns {
                 Some(t) => recording.seek(t),
                 None => recording.iter(),
             };
-            for r in records {
+            for r in records.by_ref() {
                 let ev = match r {
                     Record::Frame(v) => Event::Frame(v.to_frame()),
                     Record::Loss {
@@ -351,6 +397,7 @@ pub fn read_events(
                     break;
                 }
             }
+            stats.cmc_end = records.end().copied();
         }
         FileFormat::Log => {
             let mut events = 0u64;

@@ -27,6 +27,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 pub mod format;
+mod mapped;
 mod reader;
 mod writer;
 

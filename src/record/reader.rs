@@ -9,17 +9,17 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
 use zerocopy::FromBytes;
 
 use super::format::{self, kind, BlockRec, FrameRec, RecordHead, SegmentHeader};
+use super::mapped::MappedFile;
 use super::writer::segment_path;
 use super::RecordError;
 use crate::frame::{CanFrame, Channel, SenderAddr};
 
 /// One segment file, mapped.
 struct Seg {
-    map: Option<Mmap>,
+    map: Option<MappedFile>,
     number: u32,
     start_time_ns: u64,
     data_start: usize,
@@ -38,6 +38,11 @@ impl Seg {
     fn bytes(&self) -> &[u8] {
         self.map.as_deref().unwrap_or(&[])
     }
+
+    /// The file shrank under the mapping (its tail now reads as zeros).
+    fn truncated(&self) -> bool {
+        self.map.as_ref().is_some_and(MappedFile::truncated)
+    }
 }
 
 /// A recording opened for reading. Cheap to iterate many times; nothing is copied.
@@ -53,13 +58,19 @@ pub struct Recording {
 }
 
 /// Why iteration ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
     /// The writer finished the recording and every record was read.
     Finished,
     /// The writer did not finish (killed, or still running when opened): iteration
     /// stopped at the first record it had not committed. Normal after a crash.
     Unfinished,
+    /// The segment file shrank while it was read (another process truncated it):
+    /// everything before the cut was yielded.
+    Truncated {
+        /// Segment number of the file that shrank.
+        segment: u32,
+    },
     /// A record failed its checks; everything before it was yielded.
     Corrupt {
         /// Segment number and file offset of the record that failed.
@@ -80,6 +91,18 @@ pub enum Corruption {
     BadChecksum,
     /// Checksum fine but fields inconsistent (length vs size, undefined table slot).
     Malformed,
+}
+
+impl Corruption {
+    /// A few words for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Corruption::Hole => "uncommitted record before the committed end",
+            Corruption::BadSize => "impossible record size",
+            Corruption::BadChecksum => "checksum mismatch",
+            Corruption::Malformed => "inconsistent fields",
+        }
+    }
 }
 
 /// One record, borrowed from the recording's map.
@@ -289,7 +312,7 @@ impl Recording {
         let before = {
             let mut it = r.iter();
             it.by_ref().count();
-            it.end().cloned().unwrap_or(End::Finished)
+            it.end().copied().unwrap_or(End::Finished)
         };
         let Some(last) = r.segs.last() else {
             return Ok(before);
@@ -402,7 +425,7 @@ impl Recording {
                 }
             }
         }
-        st.end = it.end().cloned().unwrap_or(End::Finished);
+        st.end = it.end().copied().unwrap_or(End::Finished);
         st.bytes = self.segs.iter().map(|s| s.end as u64).sum();
         st
     }
@@ -442,7 +465,9 @@ impl<'a> Iterator for Records<'a> {
                 break;
             };
             if self.off >= s.end {
-                if let (false, Some(reason)) = (s.closed, s.tail) {
+                if s.truncated() {
+                    self.end = Some(End::Truncated { segment: s.number });
+                } else if let (false, Some(reason)) = (s.closed, s.tail) {
                     self.end = Some(End::Corrupt {
                         segment: s.number,
                         offset: s.end as u64,
@@ -474,6 +499,9 @@ impl<'a> Iterator for Records<'a> {
                         self.skip_before = 0;
                         return Some(r);
                     }
+                }
+                Err(_) if s.truncated() => {
+                    self.end = Some(End::Truncated { segment: s.number });
                 }
                 Err(reason) => {
                     self.end = Some(End::Corrupt {
@@ -598,14 +626,7 @@ fn open_seg(
     if len == 0 {
         return Ok(None);
     }
-    // SAFETY: mapped read-only, and every access is bounds-checked against the
-    // mapping's length, so the Rust side never reads outside it. Records are immutable
-    // once committed, so a writer appending to the file does not change what we read.
-    // What this does NOT cover: if the file is truncated while mapped, touching a page
-    // past the new end raises SIGBUS and kills the process (a known open issue, see
-    // docs/reliability.md; `canmc record` itself only truncates a segment it has
-    // finished, after which it is never appended to).
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| RecordError::Map {
+    let map = MappedFile::map(&file).map_err(|e| RecordError::Map {
         path: path.to_path_buf(),
         source: e,
     })?;
