@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The repository root.
@@ -146,7 +146,12 @@ wait_joined() {
 pub struct Lab {
     canmc: PathBuf,
     dir: PathBuf,
+    // Lab scripts pace traffic, count drops and run python-can, which loses frames
+    // when it shares two cores with other labs: the tests of one binary take turns.
+    _turn: MutexGuard<'static, ()>,
 }
+
+static TURN: Mutex<()> = Mutex::new(());
 
 impl Lab {
     /// `canmc` is `env!("CARGO_BIN_EXE_canmc")` of the calling test crate.
@@ -158,11 +163,13 @@ impl Lab {
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
+        let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create test scratch dir");
         Lab {
             canmc: PathBuf::from(canmc),
             dir,
+            _turn: turn,
         }
     }
 
