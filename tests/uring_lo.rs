@@ -164,9 +164,12 @@ fn burst_beyond_buffer_ring_rearms_and_accounts_for_everything() {
     let rx = receiver(port);
     // Room for the whole burst in the socket buffer.
     set_rcvbuf(&rx, 64 << 20);
-    let count = 1024u16;
+    // Fewer buffers than one wake-up's worth of receives (the kernel's multishot
+    // receives up to 32 per run), so the ring does run dry.
+    let count = 16u16;
     let mut src = UringSource::new(rx, 64, 256, count).unwrap();
-    // Submits the multishot, so the burst is received while nobody polls.
+    // Submits the multishot (with deferred task running, the receiving happens when
+    // we poll; on older kernels, while nobody polls).
     assert_eq!(src.poll(Duration::ZERO, &mut |_, _| {}).unwrap(), 0);
 
     let tx = sender();
@@ -306,8 +309,9 @@ fn drop_releases_everything() {
 
 #[test]
 fn built_and_armed_on_one_thread_polled_on_another() {
-    // io_uring cancels a request when the thread that submitted it exits; the source
-    // must notice (ECANCELED, no F_MORE) and re-arm from the polling thread.
+    // The ring belongs to the thread that first polled (single issuer), and io_uring
+    // cancels a request when the thread that submitted it exits: polled from a second
+    // thread, the source must still receive everything (on a rebuilt ring).
     let port = 41005;
     let mut src = std::thread::spawn(move || {
         let mut src = UringSource::new(receiver(port), 8, 512, 16).unwrap();
@@ -330,5 +334,9 @@ fn built_and_armed_on_one_thread_polled_on_another() {
             .unwrap();
     }
     assert_eq!(got, [[0u8], [1], [2]]);
-    assert!(src.stats().rearms >= 1, "{:?}", src.stats());
+    let stats = src.stats();
+    assert!(
+        stats.rebuilds == 1 || stats.rearms >= 1,
+        "a new ring (single issuer) or a re-arm (older kernels): {stats:?}"
+    );
 }

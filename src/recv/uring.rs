@@ -79,6 +79,9 @@ pub struct UringStats {
     /// Completions the kernel should never produce (no buffer, unknown buffer id,
     /// header shorter than the template). Counted, never trusted.
     pub malformed: u64,
+    /// Times the ring was rebuilt because another thread started polling (a ring set
+    /// up for one submitting thread cannot be driven from a second).
+    pub rebuilds: u64,
 }
 
 /// An anonymous private mapping: page aligned, zero filled, unmapped on drop.
@@ -236,22 +239,38 @@ pub struct UringSource {
     sock: socket2::Socket,
     /// A multishot recvmsg is submitted or queued in the SQ.
     armed: bool,
+    /// The ring was created disabled (to be owned by the thread that first polls) and
+    /// has not been enabled yet.
+    disabled: bool,
+    /// With a single-issuer ring: the thread that enabled it, the only one the kernel
+    /// lets drive it.
+    owner: Option<std::thread::ThreadId>,
+    /// Geometry, for rebuilding on another thread.
+    cq_entries: u32,
+    buf_size: usize,
     stats: UringStats,
 }
 
 // SAFETY: the raw pointers inside (`msghdr` fields, the mappings) point only to memory
-// this value owns exclusively, and the ring is not set up SINGLE_ISSUER, so any thread
-// may drive it. Moving the whole source to another thread is therefore sound.
+// this value owns exclusively. A single-issuer ring is driven only by the thread that
+// enabled it: `poll` on any other thread rebuilds the ring first (and the kernel refuses
+// a foreign submitter with EEXIST rather than misbehaving). Moving the whole source to
+// another thread is therefore sound.
 unsafe impl Send for UringSource {}
 
 impl UringSource {
     /// Sets up a ring, registers a provided-buffer ring of `buf_count` buffers of
     /// `buf_size` payload bytes each and prepares the multishot recvmsg on `sock`.
     ///
-    /// The multishot is submitted by the first [`poll`](DatagramSource::poll), from the
-    /// thread that polls: io_uring cancels a request when the thread that submitted it
-    /// exits, and sources are often built on one thread and run on another. Datagrams
-    /// arriving before that wait in the socket buffer.
+    /// The ring is set up `SINGLE_ISSUER | DEFER_TASKRUN` (Linux 6.1+; older kernels get
+    /// cooperative task running): completions are only processed when the receiving
+    /// thread asks for them, so a datagram arriving while it sleeps costs no wake-up.
+    /// Such a ring belongs to one thread, so it is created disabled and enabled, and the
+    /// multishot submitted, by the first [`poll`](DatagramSource::poll): sources are
+    /// often built on one thread and run on another. Datagrams arriving before that
+    /// wait in the socket buffer. Polling later from yet another thread works too, at
+    /// the cost of a new ring ([`UringStats::rebuilds`]); the old ring's buffers are
+    /// leaked, so keep a source on one thread.
     ///
     /// `batch_hint` is the largest batch the caller expects per wake-up; it only sizes
     /// the completion queue. `buf_count` must be a power of two, at most 32768.
@@ -275,23 +294,7 @@ impl UringSource {
             .max(batch_hint.min(MAX_CQ_ENTRIES as usize) as u32)
             .next_power_of_two()
             .min(MAX_CQ_ENTRIES);
-        let ring = build_ring(cq)?;
-        let mut bufs = BufRing::new(buf_count, buf_size)?;
-        // SAFETY: the entries mapping holds `buf_count` entries, is page aligned and
-        // stays mapped until after the ring is closed (field drop order) or the group
-        // is unregistered in `Drop`.
-        unsafe {
-            ring.submitter().register_buf_ring_with_flags(
-                bufs.entries.ptr.as_ptr() as u64,
-                buf_count,
-                BGID,
-                0,
-            )?;
-        }
-        for bid in 0..buf_count {
-            bufs.stage(bid);
-        }
-        bufs.publish();
+        let (ring, bufs, disabled) = setup(cq, buf_count, buf_size)?;
 
         // SAFETY: msghdr is plain old data; all-zero (null pointers, zero lengths) is a
         // valid value.
@@ -305,6 +308,10 @@ impl UringSource {
             msghdr,
             sock,
             armed: false,
+            disabled,
+            owner: None,
+            cq_entries: cq,
+            buf_size,
             stats: UringStats::default(),
         };
         src.arm()?;
@@ -415,6 +422,26 @@ impl UringSource {
         Ok(n)
     }
 
+    /// Replaces the ring and its buffers with new ones for the calling thread. The old
+    /// ring belongs to another thread, so its multishot cannot be cancelled from here:
+    /// its buffers are leaked (the kernel might still write into them), the ring is
+    /// closed, and datagrams not yet received wait in the socket for the new ring.
+    fn rebuild(&mut self) -> io::Result<()> {
+        let (ring, bufs, disabled) = setup(self.cq_entries, self.bufs.count, self.buf_size)?;
+        let mut old_ring = std::mem::replace(&mut self.ring, ring);
+        let mut old_bufs = std::mem::replace(&mut self.bufs, bufs);
+        // Completions already posted are lost with the old ring; count what they were.
+        self.stats.transient_errors += old_ring.completion().len() as u64;
+        old_bufs.buffers.leak();
+        old_bufs.entries.leak();
+        drop(old_ring);
+        self.disabled = disabled;
+        self.owner = None;
+        self.armed = false;
+        self.stats.rebuilds += 1;
+        Ok(())
+    }
+
     /// Cancels the multishot and waits for its last completion. Returns whether the
     /// kernel confirmed that it no longer refers to our memory.
     fn cancel(&mut self) -> bool {
@@ -465,6 +492,15 @@ impl DatagramSource for UringSource {
         timeout: Duration,
         on_datagram: &mut dyn FnMut(&[u8], &RecvMeta),
     ) -> io::Result<usize> {
+        let me = std::thread::current().id();
+        if self.owner.is_some_and(|owner| owner != me) {
+            self.rebuild()?;
+        }
+        if self.disabled {
+            self.ring.submitter().register_enable_rings()?;
+            self.disabled = false;
+            self.owner = Some(me);
+        }
         if !self.armed {
             self.arm()?;
         }
@@ -507,10 +543,44 @@ impl Drop for UringSource {
     }
 }
 
-/// Builds the ring, preferring cooperative task running (no IPI per completion) and
-/// falling back to plain setup on kernels without it (before 5.19).
-fn build_ring(cq_entries: u32) -> io::Result<IoUring> {
+/// A ring with a registered provided-buffer ring of `count` buffers, all published.
+/// The bool: the ring was created disabled, to be enabled by the thread that drives it.
+fn setup(cq: u32, count: u16, buf_size: usize) -> io::Result<(IoUring, BufRing, bool)> {
+    let (ring, disabled) = build_ring(cq)?;
+    let mut bufs = BufRing::new(count, buf_size)?;
+    // SAFETY: the entries mapping holds `count` entries, is page aligned and stays
+    // mapped until after the ring is closed (field drop order), the group is
+    // unregistered in `Drop`, or it is leaked.
+    unsafe {
+        ring.submitter().register_buf_ring_with_flags(
+            bufs.entries.ptr.as_ptr() as u64,
+            count,
+            BGID,
+            0,
+        )?;
+    }
+    for bid in 0..count {
+        bufs.stage(bid);
+    }
+    bufs.publish();
+    Ok((ring, bufs, disabled))
+}
+
+/// Builds the ring: single issuer with deferred task running (6.1+; the bool says the
+/// ring is disabled until its thread enables it), else cooperative task running (no
+/// IPI per completion, 5.19+), else plain.
+fn build_ring(cq_entries: u32) -> io::Result<(IoUring, bool)> {
     const SQ_ENTRIES: u32 = 8;
+    if let Ok(ring) = IoUring::builder()
+        .setup_cqsize(cq_entries)
+        .setup_clamp()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .setup_r_disabled()
+        .build(SQ_ENTRIES)
+    {
+        return Ok((ring, true));
+    }
     match IoUring::builder()
         .setup_cqsize(cq_entries)
         .setup_clamp()
@@ -524,6 +594,7 @@ fn build_ring(cq_entries: u32) -> io::Result<IoUring> {
             .build(SQ_ENTRIES),
         r => r,
     }
+    .map(|r| (r, false))
 }
 
 /// Submits queued SQEs without waiting; an interrupted submit leaves them queued for
