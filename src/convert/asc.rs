@@ -24,7 +24,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{ConvertError, FrameWriter, ReadOptions, ReadStats};
+use super::{parse_loss_note, ConvertError, FrameWriter, LossNote, ReadOptions, ReadStats};
 use crate::engine::Event;
 use crate::frame::SenderAddr;
 use crate::frame::{flags, parse_frame, CanFrame, Channel, ChannelRef, FD_LENGTHS};
@@ -354,6 +354,8 @@ fn parse_secs(t: &str) -> Option<u64> {
 enum Line {
     /// Not a CAN or CAN FD frame (header, comment, statistics, other events).
     Other,
+    /// A loss canmc wrote as a `// canmc:` comment, at a time since the file's start.
+    Note(LossNote, u64),
     /// `date …`.
     Date(Option<u64>),
     /// `Begin Triggerblock …`.
@@ -376,6 +378,9 @@ fn parse_line(line: &str, hex: bool) -> Result<Line, String> {
         return parse_frame(text.trim().as_bytes())
             .map(Line::ErrorComment)
             .map_err(|e| format!("bad canmc error frame comment: {e}"));
+    }
+    if let Some((note, rel)) = line.strip_prefix("//").and_then(parse_loss_note) {
+        return Ok(Line::Note(note, rel));
     }
     if line.is_empty() || line.starts_with("//") {
         return Ok(Line::Other);
@@ -552,6 +557,14 @@ pub fn read(
     super::read_lines(path, opts.skip_bad, &mut stats, &mut |line| {
         let mut frame = match parse_line(line, hex)? {
             Line::Other => return Ok(true),
+            Line::Note(note, rel) => {
+                let ts = trigger.or(date).unwrap_or(0).saturating_add(rel);
+                if opts.start_ns.is_some_and(|t| ts < t) {
+                    return Ok(true);
+                }
+                events += 1;
+                return Ok(f(&note.event(ts)));
+            }
             Line::Date(d) => {
                 date = d;
                 return Ok(true);

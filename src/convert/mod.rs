@@ -257,6 +257,76 @@ impl FrameWriter for LogWriter {
     }
 }
 
+/// A loss that canmc wrote into a text capture as a comment (`# canmc: …` in a `.log`,
+/// `// canmc: …` in a `.asc`), read back so that conversions keep it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LossNote {
+    Loss { sender: SenderAddr, lost: u64 },
+    KernelDrops { count: u64 },
+}
+
+impl LossNote {
+    /// The event this note stands for, at `timestamp_ns`.
+    pub(crate) fn event(self, timestamp_ns: u64) -> Event {
+        match self {
+            LossNote::Loss { sender, lost } => Event::Loss {
+                sender,
+                lost,
+                timestamp_ns,
+            },
+            LossNote::KernelDrops { count } => Event::KernelDrops {
+                count,
+                timestamp_ns,
+            },
+        }
+    }
+}
+
+/// Parses the text of a comment after its marker: `canmc: N datagrams lost from ADDR
+/// before T` or `canmc: kernel dropped N datagrams before T`, where T is `S.UUUUUU`,
+/// optionally in parentheses. Returns the note and T in ns; `None` for any other text.
+pub(crate) fn parse_loss_note(text: &str) -> Option<(LossNote, u64)> {
+    let rest = text.trim().strip_prefix("canmc: ")?;
+    let (what, time) = rest.rsplit_once(" before ")?;
+    let time = time.trim();
+    let time = time
+        .strip_prefix('(')
+        .and_then(|t| t.strip_suffix(')'))
+        .unwrap_or(time);
+    let (secs, micros) = time.split_once('.')?;
+    if micros.len() != 6 {
+        return None;
+    }
+    let ns = secs
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(1_000_000_000)?
+        .checked_add(micros.parse::<u64>().ok()? * 1000)?;
+    Some((parse_loss_what(what)?, ns))
+}
+
+/// The part of a loss note before ` before …`: `N datagrams lost from ADDR` or
+/// `kernel dropped N datagrams`.
+pub(crate) fn parse_loss_what(what: &str) -> Option<LossNote> {
+    if let Some(count) = what
+        .strip_prefix("kernel dropped ")
+        .and_then(|w| w.strip_suffix(" datagrams"))
+    {
+        return Some(LossNote::KernelDrops {
+            count: count.parse().ok()?,
+        });
+    }
+    let (lost, sender) = what.split_once(" datagrams lost from ")?;
+    let sender = match sender {
+        "-" => SenderAddr::NONE,
+        addr => SenderAddr::from(addr.parse::<std::net::SocketAddr>().ok()?),
+    };
+    Some(LossNote::Loss {
+        sender,
+        lost: lost.parse().ok()?,
+    })
+}
+
 /// Reads a text capture line by line, for the line-based formats. `parse` gets each
 /// line (with its end) and returns `Ok(true)` to go on, `Ok(false)` to stop, or
 /// `Err(message)` for a line that does not parse: that stops reading with an error
@@ -402,6 +472,17 @@ pub fn read_events(
         FileFormat::Log => {
             let mut events = 0u64;
             read_lines(path, opts.skip_bad, &mut stats, &mut |line| {
+                if let Some((note, ts)) = line
+                    .trim_start()
+                    .strip_prefix('#')
+                    .and_then(parse_loss_note)
+                {
+                    if opts.start_ns.is_some_and(|t| ts < t) {
+                        return Ok(true);
+                    }
+                    events += 1;
+                    return Ok(f(&note.event(ts)));
+                }
                 let frame = match candump::parse_log_line(line) {
                     Ok(Some(frame)) => frame,
                     Ok(None) => return Ok(true),
@@ -440,6 +521,20 @@ pub fn read_events(
                 if opts.start_ns.is_some_and(|t| frame.timestamp_ns < t) {
                     return true;
                 }
+                // Losses canmc noted on this packet happened before it: at its time.
+                let notes = p.comment.into_iter().flat_map(str::lines).filter_map(|l| {
+                    parse_loss_what(
+                        l.strip_prefix("canmc: ")?
+                            .strip_suffix(" before this packet")?,
+                    )
+                });
+                for note in notes {
+                    stats.events += 1;
+                    if !f(&note.event(frame.timestamp_ns)) {
+                        stats.stopped = true;
+                        return false;
+                    }
+                }
                 stats.events += 1;
                 if !f(&Event::Frame(frame)) {
                     stats.stopped = true;
@@ -453,4 +548,168 @@ pub fn read_events(
         }
     }
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events() -> Vec<Event> {
+        let mut frame: CanFrame = "123#DEADBEEF".parse().unwrap();
+        frame.timestamp_ns = 1_700_000_000_100_000_000;
+        let mut later = frame;
+        later.timestamp_ns += 2_000_000;
+        let v4: std::net::SocketAddr = "127.0.0.1:43113".parse().unwrap();
+        let v6: std::net::SocketAddr = "[fd00::2]:5000".parse().unwrap();
+        vec![
+            Event::Frame(frame),
+            Event::Loss {
+                sender: SenderAddr::from(v4),
+                lost: 17,
+                timestamp_ns: 1_700_000_000_101_000_000,
+            },
+            Event::KernelDrops {
+                count: 3,
+                timestamp_ns: 1_700_000_000_101_500_000,
+            },
+            Event::Loss {
+                sender: SenderAddr::from(v6),
+                lost: 1,
+                timestamp_ns: 1_700_000_000_101_700_000,
+            },
+            Event::Frame(later),
+        ]
+    }
+
+    /// Losses written as comments into a `.log` or `.asc` come back as the same events,
+    /// in place, so `.cmc` → text → `.cmc` keeps them.
+    #[test]
+    fn loss_comments_read_back_from_log_and_asc() {
+        let dir = std::env::temp_dir().join(format!("canmc-notes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, format) in [("n.log", FileFormat::Log), ("n.asc", FileFormat::Asc)] {
+            let path = dir.join(name);
+            let mut w = create_writer(&path, format, WriterOptions::default()).unwrap();
+            for e in events() {
+                w.write_event(&e).unwrap();
+            }
+            w.finish().unwrap();
+            let mut got = Vec::new();
+            let stats = read_events(&path, format, ReadOptions::default(), &mut |e| {
+                got.push(*e);
+                true
+            })
+            .unwrap();
+            assert_eq!(stats.events, 5, "{name}");
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(got.len(), 5, "{name}:\n{text}");
+            for (g, want) in got.iter().zip(events()) {
+                match (g, want) {
+                    (Event::Frame(a), Event::Frame(b)) => {
+                        assert_eq!((a.id, a.payload()), (b.id, b.payload()), "{name}");
+                        assert_eq!(a.timestamp_ns, b.timestamp_ns, "{name}");
+                    }
+                    (a, b) => assert_eq!(*a, b, "{name}:\n{text}"),
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// pcapng keeps losses as comments on the next packet: they come back, in order,
+    /// stamped with that packet's time.
+    #[test]
+    fn loss_comments_read_back_from_pcapng() {
+        let dir = std::env::temp_dir().join(format!("canmc-notes-ng-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("n.pcapng");
+        let mut w = create_writer(&path, FileFormat::Pcapng, WriterOptions::default()).unwrap();
+        for e in events() {
+            w.write_event(&e).unwrap();
+        }
+        w.finish().unwrap();
+        let mut got = Vec::new();
+        read_events(
+            &path,
+            FileFormat::Pcapng,
+            ReadOptions::default(),
+            &mut |e| {
+                got.push(*e);
+                true
+            },
+        )
+        .unwrap();
+        let want = events();
+        let Event::Frame(last) = want[4] else {
+            unreachable!()
+        };
+        assert_eq!(got.len(), 5, "{got:?}");
+        assert!(matches!(got[0], Event::Frame(f) if f.id == 0x123));
+        for (g, w) in got[1..4].iter().zip(&want[1..4]) {
+            match (*g, *w) {
+                (
+                    Event::Loss {
+                        sender,
+                        lost,
+                        timestamp_ns,
+                    },
+                    Event::Loss {
+                        sender: s2,
+                        lost: l2,
+                        ..
+                    },
+                ) => assert_eq!((sender, lost, timestamp_ns), (s2, l2, last.timestamp_ns)),
+                (
+                    Event::KernelDrops {
+                        count,
+                        timestamp_ns,
+                    },
+                    Event::KernelDrops { count: c2, .. },
+                ) => assert_eq!((count, timestamp_ns), (c2, last.timestamp_ns)),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(got[4], Event::Frame(f) if f.timestamp_ns == last.timestamp_ns));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn loss_notes_parse_only_what_canmc_writes() {
+        let ok = parse_loss_note("canmc: 5 datagrams lost from 10.0.0.1:7 before (12.000034)");
+        assert_eq!(
+            ok,
+            Some((
+                LossNote::Loss {
+                    sender: SenderAddr::from("10.0.0.1:7".parse::<std::net::SocketAddr>().unwrap()),
+                    lost: 5
+                },
+                12_000_034_000
+            ))
+        );
+        assert_eq!(
+            parse_loss_note(" canmc: kernel dropped 9 datagrams before 0.500000"),
+            Some((LossNote::KernelDrops { count: 9 }, 500_000_000))
+        );
+        assert_eq!(
+            parse_loss_note("canmc: 2 datagrams lost from - before (1.000000)"),
+            Some((
+                LossNote::Loss {
+                    sender: SenderAddr::NONE,
+                    lost: 2
+                },
+                1_000_000_000
+            ))
+        );
+        for bad in [
+            "a comment",
+            "canmc: 5 datagrams lost from nowhere before (1.000000)",
+            "canmc: x datagrams lost from - before (1.000000)",
+            "canmc: kernel dropped 9 datagrams before 1.5",
+            "canmc: kernel dropped 9 datagrams",
+            "canmc: 99999999999999999999 datagrams lost from - before (1.000000)",
+            "canmc: kernel dropped 1 datagrams before (99999999999999999999.000000)",
+        ] {
+            assert_eq!(parse_loss_note(bad), None, "{bad}");
+        }
+    }
 }
