@@ -750,7 +750,12 @@ fn run_receiver(
         more = consume(&events[..n]);
     }
     status.clear();
-    engine.stop();
+    if more {
+        // Ctrl-C, SIGTERM or --duration: what reached the socket before still counts.
+        engine.stop_after_draining();
+    } else {
+        engine.stop();
+    }
     let io_mode = engine.io_mode();
     if let Err(e) = engine.join() {
         eprintln!("canmc: warning: receive thread: {e}");
@@ -1208,6 +1213,8 @@ fn cmd_record(a: RecordArgs) -> Result<(), Failure> {
     }
     status.clear();
     let elapsed = start.elapsed();
+    // Ctrl-C, SIGTERM or --duration: what reached the socket before is still recorded.
+    running.engine().stop_after_draining();
     let (result, sink) = running.join();
     let Some(sink) = sink else {
         return Err(Failure::runtime(

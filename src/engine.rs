@@ -50,7 +50,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::{self, JoinHandle, Thread, ThreadId};
 use std::time::{Duration, Instant};
@@ -509,7 +509,7 @@ impl std::fmt::Debug for ConsumerHandle {
 
 /// The receive engine. Dropping it stops and joins the receive thread.
 pub struct Engine {
-    stop: Arc<AtomicBool>,
+    stop: Arc<AtomicU8>,
     counters: Arc<Counters>,
     mode: IoMode,
     thread: Option<JoinHandle<(io::Result<()>, Option<NoInline>)>>,
@@ -535,7 +535,7 @@ impl<C> InlineEngine<C> {
     /// Stops the engine, waits for the receive thread and returns the consumer, with
     /// the source's error if it failed.
     pub fn join(mut self) -> (io::Result<()>, Option<C>) {
-        self.engine.stop();
+        self.engine.request(STOP_NOW);
         match self.thread.take() {
             Some(t) => t
                 .join()
@@ -623,7 +623,7 @@ impl Engine {
         inline: Option<C>,
     ) -> io::Result<(Engine, JoinHandle<(io::Result<()>, Option<C>)>)> {
         let counters = Arc::new(Counters::default());
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicU8::new(RUN));
         let mode = source.mode();
         let sink = Sink {
             pushed: vec![false; producers.len()],
@@ -679,8 +679,24 @@ impl Engine {
 
     /// Asks the receive thread to stop; it exits within the poll timeout. Consumers
     /// can still read what is in their rings, then see [`ConsumerHandle::is_closed`].
+    /// Datagrams still waiting in the socket are not read.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.fetch_max(STOP_NOW, Ordering::Relaxed);
+    }
+
+    /// Asks the receive thread to stop after it has taken in what the socket holds:
+    /// it reads until the socket is empty (or for at most 250 ms) and then exits, so a
+    /// capture stopped by Ctrl-C keeps what arrived before it. No effect once a stop
+    /// was asked for.
+    pub fn stop_after_draining(&self) {
+        self.request(STOP_DRAINED);
+    }
+
+    /// Moves a running engine to `state`; an engine already stopping keeps its way.
+    fn request(&self, state: u8) {
+        let _ = self
+            .stop
+            .compare_exchange(RUN, state, Ordering::Relaxed, Ordering::Relaxed);
     }
 
     /// True once the receive thread has exited (stopped, or the source failed).
@@ -828,12 +844,43 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// `Engine::stop` states: running, stop once the socket is empty, stop at once. A plain
+/// stop (and a consumer asking to stop) overrides a drain; a drain request or the stop
+/// implied by `InlineEngine::join` changes only a running engine.
+const RUN: u8 = 0;
+const STOP_DRAINED: u8 = 1;
+const STOP_NOW: u8 = 2;
+/// The most time `stop_after_draining` spends reading what is left.
+const DRAIN_LIMIT: Duration = Duration::from_millis(250);
+
+/// Reads what the socket holds until two polls in a row bring nothing (a single io_uring
+/// poll can come back empty while more is queued) or `DRAIN_LIMIT` has passed.
+fn drain_socket<C: InlineConsumer>(
+    source: &mut dyn DatagramSource,
+    sink: &mut Sink<C>,
+    demux: &mut Demux,
+) {
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    let mut empty = 0;
+    while empty < 2 && Instant::now() < deadline {
+        match source.poll(Duration::ZERO, &mut |d, m| sink.on_datagram(demux, d, m)) {
+            Ok(0) => empty += 1,
+            Ok(_) => {
+                empty = 0;
+                sink.end_batch();
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+}
+
 /// The receive thread's state.
 struct Rx<C> {
     source: Box<dyn DatagramSource>,
     sink: Sink<C>,
     demux: Demux,
-    stop: Arc<AtomicBool>,
+    stop: Arc<AtomicU8>,
     timeout: Duration,
     coalesce: Option<Duration>,
 }
@@ -849,7 +896,10 @@ impl<C: InlineConsumer> Rx<C> {
             coalesce,
         } = self;
         let result = loop {
-            if stop.load(Ordering::Relaxed) {
+            if stop.load(Ordering::Relaxed) != RUN {
+                if stop.load(Ordering::Relaxed) == STOP_DRAINED {
+                    drain_socket(source.as_mut(), &mut sink, &mut demux);
+                }
                 break Ok(());
             }
             match source.poll(timeout, &mut |d, m| sink.on_datagram(&mut demux, d, m)) {
@@ -903,7 +953,7 @@ struct Sink<C> {
     /// Set: events go to this consumer, on this thread, and `producers` is empty.
     inline: Option<C>,
     /// The engine's stop flag, raised when the inline consumer asks to stop.
-    stop: Arc<AtomicBool>,
+    stop: Arc<AtomicU8>,
 }
 
 impl<C: InlineConsumer> Sink<C> {
@@ -1002,7 +1052,7 @@ impl<C: InlineConsumer> Sink<C> {
         self.stats.frames += 1;
         if let Some(c) = &mut self.inline {
             if !c.on_event(&Event::Frame(frame)) {
-                self.stop.store(true, Ordering::Relaxed);
+                self.stop.fetch_max(STOP_NOW, Ordering::Relaxed);
             }
             return;
         }
@@ -1033,7 +1083,7 @@ impl<C: InlineConsumer> Sink<C> {
     fn broadcast(&mut self, ev: Event) {
         if let Some(c) = &mut self.inline {
             if !c.on_event(&ev) {
-                self.stop.store(true, Ordering::Relaxed);
+                self.stop.fetch_max(STOP_NOW, Ordering::Relaxed);
             }
             return;
         }
