@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests: run shell scripts inside the network lab
 //! (`tools/netlab.sh`), find the python-can interpreter, and read candump log lines.
+//! (What does not need the lab, JSON summaries included, is in `tests/common`.)
 //!
 //! Every networked test goes through [`Lab::run`] or [`Lab::run_hosts`], so its packets
 //! stay inside namespaces the lab created (SPEC §9's network rule). A missing python-can
@@ -268,18 +269,4 @@ pub fn pycan_kinds() -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
-}
-
-/// Value of `"key":` in one compact JSON line from `pycan_peer.py recv`, as raw text
-/// (strings keep their quotes). Enough for the peer's flat objects of plain values.
-pub fn json_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":");
-    let start = line.find(&pat)? + pat.len();
-    let rest = &line[start..];
-    let end = if let Some(string) = rest.strip_prefix('"') {
-        string.find('"')? + 2
-    } else {
-        rest.find([',', '}'])?
-    };
-    Some(&rest[..end])
 }
