@@ -187,13 +187,7 @@ fn bad_frame_sends_nothing() {
         wait $R
         "#,
     );
-    assert!(
-        run.status.success(),
-        "{}\n--- python-can stdout (should be only 7FF#AA) ---\n{}\n--- python-can stderr ---\n{}",
-        run.stderr,
-        lab.read("recv.out"),
-        lab.read("recv.err")
-    );
+    lab.assert_ok(&run, &["recv.out", "recv.err"]);
     let recv = lab.read("recv.out");
     let got: Vec<&str> = recv
         .lines()

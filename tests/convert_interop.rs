@@ -111,6 +111,15 @@ fn read_all(path: &Path, opts: ReadOptions) -> Result<(Vec<CanFrame>, ReadStats)
     Ok((out, stats))
 }
 
+/// [`read_all`] with `--skip-bad`.
+fn read_all_skipping_bad(path: &Path) -> (Vec<CanFrame>, ReadStats) {
+    let opts = ReadOptions {
+        skip_bad: true,
+        ..Default::default()
+    };
+    read_all(path, opts).unwrap()
+}
+
 fn b(v: bool) -> &'static str {
     if v {
         "1"
@@ -419,14 +428,7 @@ fn bad_candump_line_is_named_and_can_be_skipped() {
         }
         other => panic!("expected a parse error on line 4, got {other:?}"),
     }
-    let (got, stats) = read_all(
-        &path,
-        ReadOptions {
-            skip_bad: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (got, stats) = read_all_skipping_bad(&path);
     assert_eq!(stats.skipped, 2);
     let texts: Vec<String> = got.iter().map(|f| f.to_string()).collect();
     assert_eq!(texts, ["123#01", "123#02", "123#03", "123#04"]);
@@ -519,13 +521,6 @@ fn bad_asc_frame_line_is_named() {
         Err(ConvertError::Parse { line, .. }) => assert_eq!(line, 5),
         other => panic!("expected a parse error on line 5, got {other:?}"),
     }
-    let (got, stats) = read_all(
-        &path,
-        ReadOptions {
-            skip_bad: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (got, stats) = read_all_skipping_bad(&path);
     assert_eq!((got.len(), stats.skipped), (2, 1));
 }

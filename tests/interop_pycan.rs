@@ -58,12 +58,7 @@ fn pycan_to_dump(net: &Net) {
     let after = now_s();
     let dump = lab.read("dump.out");
     let sent = lab.read("sent.out");
-    assert!(
-        run.status.success(),
-        "{}\n--- dump stdout ---\n{dump}\n--- dump stderr ---\n{}",
-        run.stderr,
-        lab.read("dump.err")
-    );
+    lab.assert_ok(&run, &["dump.out", "dump.err"]);
     let sent = nonempty_lines(&sent);
     assert_eq!(sent, kinds, "python-can did not send every kind");
     let mut got = nonempty_lines(&dump);
@@ -154,12 +149,7 @@ fn send_to_pycan(net: &Net) {
         ),
     ));
     let recv = lab.read("recv.out");
-    assert!(
-        run.status.success(),
-        "{}\n--- python-can stdout ---\n{recv}\n--- python-can stderr ---\n{}",
-        run.stderr,
-        lab.read("recv.err")
-    );
+    lab.assert_ok(&run, &["recv.out", "recv.err"]);
     let want: Vec<String> = none
         .iter()
         .map(|f| format!("vcan0 {f}"))
@@ -200,13 +190,7 @@ fn gen_to_pycan(net: &Net, mode: &str, gen_args: &str, check: impl Fn(&str) -> R
         ),
     ));
     let recv = lab.read("recv.out");
-    assert!(
-        run.status.success(),
-        "gen {gen_args}: {}\n--- python-can stderr ---\n{}\n--- gen stderr ---\n{}",
-        run.stderr,
-        lab.read("recv.err"),
-        lab.read("gen.err")
-    );
+    lab.assert_ok(&run, &["recv.err", "gen.err"]);
     let got = nonempty_lines(&recv);
     assert_eq!(got.len(), N);
     for (i, json) in got.iter().enumerate() {
@@ -354,13 +338,7 @@ fn ipv6_pycan_host_to_canmc_on_two_other_hosts() {
             group = V6.group,
         ),
     );
-    assert!(
-        run.status.success(),
-        "{}\n--- host 2 ---\n{}\n--- host 3 ---\n{}",
-        run.stderr,
-        lab.read("dump2.err"),
-        lab.read("dump3.err")
-    );
+    lab.assert_ok(&run, &["dump2.err", "dump3.err"]);
     for h in [2, 3] {
         let out = lab.read(&format!("dump{h}.out"));
         let got: Vec<&str> = nonempty_lines(&out)

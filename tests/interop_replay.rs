@@ -119,14 +119,7 @@ fn pycan_player_to_canmc_record_and_convert() {
         "$CANMC" convert "$T/x.cmc" "$T/y.log"
         "#
     ));
-    assert!(
-        run.status.success(),
-        "{}\n--- player stderr ---\n{}\n--- record ---\n{}{}",
-        run.stderr,
-        lab.read("player.err"),
-        lab.read("rec.json"),
-        lab.read("rec.err")
-    );
+    lab.assert_ok(&run, &["player.err", "rec.json", "rec.err"]);
     let summary = lab.read("rec.json");
     let summary = nonempty_lines(&summary).last().copied().unwrap_or("");
     assert_eq!(
@@ -159,14 +152,7 @@ fn replay_to_pycan(lab: &Lab, file: &str, extra: &str, n: usize) -> Vec<String> 
         [[ $rc == 0 ]] || {{ echo "python-can receiver exit $rc" >&2; cat "$T/recv.err" >&2; exit 1; }}
         "#
     ));
-    assert!(
-        run.status.success(),
-        "{}\n--- replay ---\n{}{}\n--- receiver stdout ---\n{}",
-        run.stderr,
-        lab.read("replay.json"),
-        lab.read("replay.err"),
-        lab.read("recv.out")
-    );
+    lab.assert_ok(&run, &["replay.json", "replay.err", "recv.out"]);
     let summary = lab.read("replay.json");
     let summary = nonempty_lines(&summary).last().copied().unwrap_or("");
     assert_eq!(

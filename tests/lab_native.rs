@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use common::{json_str, json_u64, nonempty_lines, serial, CANMC};
-use lab::{pycan_kinds, split_log_line, Lab, LabRun};
+use lab::{pycan_kinds, split_log_line, Lab};
 
 const PORT: u16 = 43113;
 const GROUP_V4: &str = "239.74.163.2";
@@ -98,22 +98,6 @@ fn assert_clean(sum: &str, who: &str) {
     );
 }
 
-/// Panics with the script's and the named files' output unless the script exited 0.
-#[track_caller]
-fn assert_run_ok(lab: &Lab, run: &LabRun, files: &[&str]) {
-    if run.status.success() {
-        return;
-    }
-    let mut msg = format!(
-        "lab script failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        run.status, run.stdout, run.stderr
-    );
-    for f in files {
-        msg += &format!("\n--- {f} ---\n{}", lab.read(f));
-    }
-    panic!("{msg}");
-}
-
 // ---- ping -----------------------------------------------------------------------------
 
 /// Hosts 2 and 3 run `canmc dump`, host 4 `canmc dump --no-answer`; host 1 sends three
@@ -146,11 +130,7 @@ fn ping_lists_the_receivers(name: &str, net: &str, host_ip: impl Fn(u32) -> IpAd
             "#
         ),
     );
-    assert_run_ok(
-        &lab,
-        &run,
-        &["ping.err", "dump2.err", "dump3.err", "dump4.err"],
-    );
+    lab.assert_ok(&run, &["ping.err", "dump2.err", "dump3.err", "dump4.err"]);
     let ping = lab.read("ping.out");
     let ping_err = lab.read("ping.err");
     assert_eq!(
@@ -245,7 +225,7 @@ fn ping_without_receivers_exits_1() {
             "#
         ),
     );
-    assert_run_ok(&lab, &run, &["none.err", "silent.err", "dump.err"]);
+    lab.assert_ok(&run, &["none.err", "silent.err", "dump.err"]);
     for case in ["none", "silent"] {
         let out = lab.read(&format!("{case}.out"));
         let err = lab.read(&format!("{case}.err"));
@@ -306,8 +286,7 @@ fn two_native_senders_reach_two_receivers_completely_and_in_order() {
             all = 2 * N,
         ),
     );
-    assert_run_ok(
-        &lab,
+    lab.assert_ok(
         &run,
         &[
             "gen1.err",
@@ -450,7 +429,7 @@ EOF
             "#
         ),
     );
-    assert_run_ok(&lab, &run, &["gen.err", "dump2.err", "dump3.err"]);
+    lab.assert_ok(&run, &["gen.err", "dump2.err", "dump3.err"]);
     let gen = lab.read("gen.out");
     assert_eq!(json_u64(gen.trim(), "frames"), N, "gen: {gen}");
     let counter = |c: &str| {
@@ -572,7 +551,7 @@ fn pycan_and_native_traffic_share_one_group_and_one_dump() {
             "#
         ),
     );
-    assert_run_ok(&lab, &run, &["py.err", "gen5.err", "gen6.err", "dump.err"]);
+    lab.assert_ok(&run, &["py.err", "gen5.err", "gen6.err", "dump.err"]);
     let d = parse_dump(&lab.read("dump.out"), "receiver");
     assert_clean(&d.summary, "receiver");
     assert_eq!(json_u64(&d.summary, "frames"), all, "{}", d.summary);
@@ -659,7 +638,7 @@ fn source_filtered_and_plain_receiver_share_a_host() {
             all = 4 * N,
         ),
     );
-    assert_run_ok(&lab, &run, &["gen1.err", "plain.err", "src.err"]);
+    lab.assert_ok(&run, &["gen1.err", "plain.err", "src.err"]);
     let plain = parse_dump(&lab.read("plain.out"), "plain receiver");
     let src = parse_dump(&lab.read("src.out"), "--source receiver");
     assert_clean(&plain.summary, "plain receiver");

@@ -95,14 +95,15 @@ impl LabRun {
     /// Panics, showing the script's output, unless it exited 0.
     #[track_caller]
     pub fn assert_ok(&self) -> &LabRun {
-        assert!(
-            self.status.success(),
-            "lab script failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status,
-            self.stdout,
-            self.stderr
-        );
+        assert!(self.status.success(), "{}", self.failure());
         self
+    }
+
+    fn failure(&self) -> String {
+        format!(
+            "lab script failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
     }
 }
 
@@ -177,6 +178,19 @@ impl Lab {
     /// The scratch directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Panics unless `run` exited 0, showing its output and that of `files` (in `$T`).
+    #[track_caller]
+    pub fn assert_ok(&self, run: &LabRun, files: &[&str]) {
+        if run.status.success() {
+            return;
+        }
+        let mut msg = format!("{}\n(in {})", run.failure(), self.dir.display());
+        for f in files {
+            msg += &format!("\n--- {f} ---\n{}", self.read(f));
+        }
+        panic!("{msg}");
     }
 
     /// Contents of a file the script wrote into `$T` (empty if absent).
