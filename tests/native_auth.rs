@@ -320,8 +320,8 @@ fn cli_key_file_gen_to_dump() {
     };
     let good = dump(k);
     let bad = dump(other);
-    // Not a readiness ping: `bad` must see only datagrams sealed with the wrong key, and
-    // a probe `bad` answers would be a decode error at `good`.
+    // Not a readiness ping: only a probe sealed with `other` is answered by `bad`, and
+    // `good` would count it as a decode error, `bad` as a datagram that is not bad_auth.
     settle();
     ok(&canmc(&[
         "gen",
