@@ -1,12 +1,15 @@
 //! The blocking Bus on loopback (IPv4 on `lo`, TTL 0): two buses talk, own frames are
 //! dropped unless asked for, invalid frames never reach the wire.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use canmc::bus::{Bus, BusConfig, SendError};
 use canmc::recv::IoMode;
 use canmc::socket::McastConfig;
 use canmc::{CanFrame, Channel, FrameError};
+use common::now_ns;
 
 fn bus(port: u16, io: IoMode, recv_own: bool) -> Bus {
     let mut cfg = BusConfig::new(McastConfig::loopback_v4(port));
@@ -50,12 +53,8 @@ fn two_buses_exchange_every_kind_on_both_io_paths() {
             assert_eq!(got.content(), want.content(), "{io:?}");
             assert_eq!(got.channel, want.channel, "{io:?}");
             assert_eq!(got.sender.get(), Some(a.local_addr()));
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64;
             assert!(
-                now.abs_diff(got.timestamp_ns) < 5_000_000_000,
+                now_ns().abs_diff(got.timestamp_ns) < 5_000_000_000,
                 "kernel timestamp"
             );
         }

@@ -4,11 +4,11 @@
 //! panic; a bad frame among good ones sends nothing. Every case runs inside the network
 //! lab, so a CLI that wrongly went ahead could not reach a real network.
 
+mod common;
 mod lab;
 
-use lab::{json_field, Lab};
-
-const CANMC: &str = env!("CARGO_BIN_EXE_canmc");
+use common::{json_field, CANMC};
+use lab::Lab;
 
 fn quote(arg: &str) -> String {
     format!("'{}'", arg.replace('\'', r"'\''"))
@@ -187,13 +187,7 @@ fn bad_frame_sends_nothing() {
         wait $R
         "#,
     );
-    assert!(
-        run.status.success(),
-        "{}\n--- python-can stdout (should be only 7FF#AA) ---\n{}\n--- python-can stderr ---\n{}",
-        run.stderr,
-        lab.read("recv.out"),
-        lab.read("recv.err")
-    );
+    lab.assert_ok(&run, &["recv.out", "recv.err"]);
     let recv = lab.read("recv.out");
     let got: Vec<&str> = recv
         .lines()

@@ -1,6 +1,8 @@
 //! Hostile input to a running `canmc record`, and a disk that fills up under it. Loopback
 //! only (IPv4 on `lo`, TTL 0); the disk is a 2 MiB tmpfs in a private mount namespace.
 
+mod common;
+
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -8,22 +10,7 @@ use std::time::Duration;
 use canmc::record::{Record, Recording};
 use canmc::wire::{native, pycan};
 use canmc::CanFrame;
-
-const CANMC: &str = env!("CARGO_BIN_EXE_canmc");
-
-fn json_u64(json: &str, key: &str) -> u64 {
-    let pat = format!("\"{key}\":");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{key} missing in {json}"))
-        + pat.len();
-    json[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
-}
+use common::{command, json_u64, ok, settle, tmpdir, Rng, CANMC};
 
 /// A sender on loopback with TTL 0, like `--iface lo`.
 fn lo_sender() -> UdpSocket {
@@ -37,37 +24,31 @@ fn lo_sender() -> UdpSocket {
 
 #[test]
 fn record_survives_garbage_and_keeps_every_valid_frame() {
-    let dir = std::env::temp_dir().join(format!("canmc-hostile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = tmpdir("hostile");
     let path = dir.join("h.cmc");
     let port = 42601u16;
-    let rec = Command::new(CANMC)
-        .args([
-            "record",
-            "--iface",
-            "lo",
-            "--port",
-            &port.to_string(),
-            "-o",
-            path.to_str().unwrap(),
-            "--duration",
-            "4",
-            "--json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    let rec = command(&[
+        "record",
+        "--iface",
+        "lo",
+        "--port",
+        &port.to_string(),
+        "-o",
+        path.to_str().unwrap(),
+        "--duration",
+        "4",
+        "--json",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Not a readiness ping: the test counts the recorder's datagrams exactly.
+    settle();
     let tx = lo_sender();
     let group = ("239.74.163.2", port);
-    let mut seed = 0x2545_F491_4F6C_DD1Du64;
-    let mut rand = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let mut rand = move || rng.next();
     let mut valid = 0u64;
     let mut garbage = 0u64;
     let mut buf = [0u8; pycan::MAX_ENCODED];
@@ -113,11 +94,7 @@ fn record_survives_garbage_and_keeps_every_valid_frame() {
         }
     }
     let out = rec.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let summary = String::from_utf8(out.stdout).unwrap();
     assert_eq!(json_u64(&summary, "kernel_drops"), 0, "{summary}");
     assert_eq!(

@@ -1,81 +1,25 @@
 //! The CLI's native format and `ping` on loopback (IPv4 on `lo`, TTL 0): frames cross
 //! exactly, python-can and native datagrams share one receiver, ping finds exactly the
 //! receivers that answer. The multi-host versions are in `lab_native.rs`.
+//!
+//! The tests share `lo` and its per-CPU backlog: a flood from one test can make the
+//! kernel drop another test's probe before any socket sees it. They take turns
+//! (`serial()`).
 
-use std::collections::BTreeSet;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+mod common;
 
-/// The tests share `lo` and its per-CPU backlog: a flood from one test can make the
-/// kernel drop another test's probe before any socket sees it. They take turns.
-static LO: Mutex<()> = Mutex::new(());
+use std::time::Duration;
 
-fn lo_turn() -> MutexGuard<'static, ()> {
-    LO.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-const CANMC: &str = env!("CARGO_BIN_EXE_canmc");
-
-fn canmc(args: &[&str]) -> Output {
-    Command::new(CANMC).args(args).output().expect("run canmc")
-}
-
-fn spawn(args: &[&str]) -> Child {
-    Command::new(CANMC)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn canmc")
-}
-
-/// Waits for a receiver to have joined (it answers probes from then on).
-fn settle() {
-    std::thread::sleep(Duration::from_millis(400));
-}
-
-/// Pings until every one of `pids` has answered once: a receiver answers from the
-/// moment it has joined, and on a loaded machine that moment varies.
-fn wait_until_answering(port: &str, pids: &[u32]) {
-    let want: BTreeSet<u64> = pids.iter().map(|&p| u64::from(p)).collect();
-    let mut seen = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !want.is_subset(&seen) {
-        assert!(
-            Instant::now() < deadline,
-            "receivers {want:?} not all answering after 5 s (seen {seen:?})"
-        );
-        let out = canmc(&[
-            "ping", "--iface", "lo", "--port", port, "-W", "0.2", "--json",
-        ]);
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            seen.insert(json_u64(line, "pid"));
-        }
-    }
-}
-
-fn json_u64(json: &str, key: &str) -> u64 {
-    let pat = format!("\"{key}\":");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{key} missing in {json}"))
-        + pat.len();
-    json[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap()
-}
+use common::{canmc, json_u64, ok, serial, settle, spawn, wait_until_answering};
 
 #[test]
 fn native_send_reaches_dump_exactly() {
-    let _turn = lo_turn();
+    let _turn = serial();
     let port = "42301";
     let dump = spawn(&[
         "dump", "--iface", "lo", "--port", port, "-L", "-n", "7", "--json",
     ]);
+    // Not a readiness ping: the test counts the dump's datagrams exactly.
     settle();
     let frames = [
         "123#DEADBEEF",
@@ -98,12 +42,7 @@ fn native_send_reaches_dump_exactly() {
         "can7",
     ];
     args.extend(frames);
-    let out = canmc(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&canmc(&args));
     let out = dump.wait_with_output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -122,7 +61,7 @@ fn native_send_reaches_dump_exactly() {
 
 #[test]
 fn native_and_pycan_share_a_receiver_and_nothing_is_lost() {
-    let _turn = lo_turn();
+    let _turn = serial();
     let port = "42302";
     let n = 60_000u64;
     let dump = spawn(&[
@@ -138,7 +77,7 @@ fn native_and_pycan_share_a_receiver_and_nothing_is_lost() {
         "20",
         "--json",
     ]);
-    settle();
+    wait_until_answering(port, &[dump.id()]);
     let count = n.to_string();
     let native = spawn(&[
         "gen", "--iface", "lo", "--port", port, "--wire", "native", "-n", &count, "--rate",
@@ -147,8 +86,8 @@ fn native_and_pycan_share_a_receiver_and_nothing_is_lost() {
     let pycan = spawn(&[
         "gen", "--iface", "lo", "--port", port, "-n", &count, "--rate", "30000", "-f", "-L", "64",
     ]);
-    assert!(native.wait_with_output().unwrap().status.success());
-    assert!(pycan.wait_with_output().unwrap().status.success());
+    ok(&native.wait_with_output().unwrap());
+    ok(&pycan.wait_with_output().unwrap());
     let out = dump.wait_with_output().unwrap();
     let summary = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
@@ -165,53 +104,34 @@ fn native_and_pycan_share_a_receiver_and_nothing_is_lost() {
 
 #[test]
 fn ping_lists_exactly_the_answering_receivers() {
-    let _turn = lo_turn();
+    let _turn = serial();
     let port = "42303";
-    let quiet = spawn(&[
-        "dump",
-        "--iface",
-        "lo",
-        "--port",
-        port,
-        "-q",
-        "--duration",
-        "8",
-        "--no-answer",
-    ]);
+    let dump = |extra: &[&str]| {
+        let mut args = vec![
+            "dump",
+            "--iface",
+            "lo",
+            "--port",
+            port,
+            "-q",
+            "--duration",
+            "8",
+        ];
+        args.extend(extra);
+        spawn(&args)
+    };
+    let quiet = dump(&["--no-answer"]);
     let none = canmc(&["ping", "--iface", "lo", "--port", port, "-W", "0.5"]);
     assert_eq!(none.status.code(), Some(1), "nobody answers: exit 1");
     assert!(none.stdout.is_empty());
     assert!(String::from_utf8_lossy(&none.stderr).contains("no receiver answered"));
 
-    let a = spawn(&[
-        "dump",
-        "--iface",
-        "lo",
-        "--port",
-        port,
-        "-q",
-        "--duration",
-        "8",
-    ]);
-    let b = spawn(&[
-        "dump",
-        "--iface",
-        "lo",
-        "--port",
-        port,
-        "-q",
-        "--duration",
-        "8",
-    ]);
+    let (a, b) = (dump(&[]), dump(&[]));
     wait_until_answering(port, &[a.id(), b.id()]);
     let out = canmc(&[
         "ping", "--iface", "lo", "--port", port, "-c", "2", "-W", "0.5", "--json",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let text = String::from_utf8(out.stdout).unwrap();
     let mut pids: Vec<u64> = text.lines().map(|l| json_u64(l, "pid")).collect();
     pids.sort_unstable();
@@ -232,7 +152,7 @@ fn ping_lists_exactly_the_answering_receivers() {
         assert!(json_u64(line, "rtt_us") < 1_000_000, "{line}");
     }
     for c in [quiet, a, b] {
-        assert!(c.wait_with_output().unwrap().status.success());
+        ok(&c.wait_with_output().unwrap());
     }
 }
 
@@ -242,7 +162,7 @@ fn ping_lists_exactly_the_answering_receivers() {
 #[test]
 fn sigterm_drains_what_was_received_before_the_summary() {
     use std::io::Read;
-    let _turn = lo_turn();
+    let _turn = serial();
     let port = "42304";
     let n: u64 = 50_000;
     let mut dump = spawn(&["dump", "--iface", "lo", "--port", port, "-L", "--json"]);
@@ -258,7 +178,7 @@ fn sigterm_drains_what_was_received_before_the_summary() {
         "-I",
         "5A5",
     ]);
-    assert!(gen.status.success());
+    ok(&gen);
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: kill(2) on a child we spawned and have not reaped.
     unsafe { libc::kill(dump.id() as i32, libc::SIGTERM) };

@@ -2,45 +2,17 @@
 //! `lo`, TTL 0): captures round-trip every frame kind, a SIGKILLed recorder leaves a
 //! file that opens with an in-order prefix of the stream, and bad input gets one line.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use canmc::record::{Record, Recording};
-
-const CANMC: &str = env!("CARGO_BIN_EXE_canmc");
-
-fn canmc(args: &[&str]) -> Output {
-    Command::new(CANMC).args(args).output().expect("run canmc")
-}
-
-fn spawn(args: &[&str]) -> Child {
-    Command::new(CANMC)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn canmc")
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("canmc-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use common::{canmc, command, ok, spawn, tmpdir, wait_until_answering, Rng};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Frame parts of log lines (without the timestamp), in order.
@@ -82,7 +54,7 @@ fn record_info_convert_replay_round_trip_every_kind() {
         "10",
         "--json",
     ]);
-    std::thread::sleep(Duration::from_millis(400));
+    wait_until_answering(port, &[rec.id()]);
     let mut args = vec!["send", "--iface", "lo", "--port", port, "--channel", "can2"];
     args.extend(KINDS);
     ok(&canmc(&args));
@@ -145,7 +117,7 @@ fn record_info_convert_replay_round_trip_every_kind() {
         "--duration",
         "10",
     ]);
-    std::thread::sleep(Duration::from_millis(400));
+    wait_until_answering("42502", &[dump.id()]);
     ok(&canmc(&[
         "replay",
         "--iface",
@@ -188,7 +160,7 @@ fn replay_keeps_time_and_filters() {
         "--duration",
         "10",
     ]);
-    std::thread::sleep(Duration::from_millis(400));
+    wait_until_answering("42503", &[dump.id()]);
     let t = Instant::now();
     // Filter 100:7F1 keeps the even IDs 100-10A, 7FF:7FF keeps the last frame;
     // --skip-gaps shortens the 5 s gap before it to 0.1 s.
@@ -255,30 +227,26 @@ fn killed_recorder_leaves_an_in_order_prefix() {
         "-n",
         "100000000",
     ]);
-    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut nonempty = 0;
     for round in 0..22 {
         let path = dir.join(format!("k{round}.cmc"));
-        let mut rec = Command::new(CANMC)
-            .args([
-                "record",
-                "--iface",
-                "lo",
-                "--port",
-                port,
-                "-o",
-                s(&path),
-                "--segment-size",
-                "1",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        std::thread::sleep(Duration::from_millis(150 + seed % 400));
+        let mut rec = command(&[
+            "record",
+            "--iface",
+            "lo",
+            "--port",
+            port,
+            "-o",
+            s(&path),
+            "--segment-size",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(150 + rng.next() % 400));
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe { libc::kill(rec.id() as i32, libc::SIGKILL) };
         rec.wait().unwrap();

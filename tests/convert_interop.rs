@@ -7,6 +7,9 @@
 //! install them (`apt-get install tshark`; `tools/setup-venv.sh` makes `<repo>/.venv`,
 //! or point `CANMC_PYTHON` at a python with python-can).
 
+mod common;
+mod lab;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,9 +18,11 @@ use canmc::convert::{
 };
 use canmc::engine::Event;
 use canmc::frame::{CanFrame, Channel, ChannelRef, SenderAddr};
+use common::{hex, stdout_of};
+use lab::python;
 
 fn data_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+    lab::repo().join("tests/data")
 }
 
 fn tmp_path(name: &str) -> PathBuf {
@@ -37,21 +42,6 @@ fn tshark() -> &'static str {
         "tshark is required for this test and was not found on PATH: `apt-get install tshark`"
     );
     "tshark"
-}
-
-fn python() -> PathBuf {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let py = match std::env::var_os("CANMC_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => repo.join(".venv/bin/python"),
-    };
-    assert!(
-        py.exists(),
-        "no python interpreter at {} (run tools/setup-venv.sh to create <repo>/.venv with \
-         python-can, or set CANMC_PYTHON to a python that has python-can)",
-        py.display()
-    );
-    py
 }
 
 /// A frame from cansend text at `ns` on `channel`.
@@ -121,8 +111,13 @@ fn read_all(path: &Path, opts: ReadOptions) -> Result<(Vec<CanFrame>, ReadStats)
     Ok((out, stats))
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
+/// [`read_all`] with `--skip-bad`.
+fn read_all_skipping_bad(path: &Path) -> (Vec<CanFrame>, ReadStats) {
+    let opts = ReadOptions {
+        skip_bad: true,
+        ..Default::default()
+    };
+    read_all(path, opts).unwrap()
 }
 
 fn b(v: bool) -> &'static str {
@@ -209,15 +204,7 @@ fn tshark_rows(path: &Path, extra: &[&str]) -> Vec<Vec<String>> {
     for field in TSHARK_FIELDS.iter().chain(extra) {
         cmd.args(["-e", field]);
     }
-    let out = cmd.output().expect("run tshark");
-    assert!(
-        out.status.success(),
-        "tshark failed on {}: {}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
+    stdout_of(&mut cmd, &format!("tshark on {}", path.display()))
         .lines()
         .map(|l| l.split('|').map(str::to_owned).collect())
         .collect()
@@ -339,25 +326,18 @@ for m in r:
         str(int(m.error_state_indicator)), str(m.channel),
     ]))
 "#;
-    let py = python();
-    let out = Command::new(&py)
-        .arg("-c")
-        .arg(script)
-        .arg(path)
-        .arg(kind)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", py.display()));
-    assert!(
-        out.status.success(),
-        "python-can could not read {} (is python-can installed? tools/setup-venv.sh):\n{}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| l.split('\t').map(str::to_owned).collect())
-        .collect()
+    let what = format!("python-can's {kind} reader on {}", path.display());
+    stdout_of(
+        Command::new(python())
+            .arg("-c")
+            .arg(script)
+            .arg(path)
+            .arg(kind),
+        &what,
+    )
+    .lines()
+    .map(|l| l.split('\t').map(str::to_owned).collect())
+    .collect()
 }
 
 fn assert_time_close(py: &str, ns: u64, what: &str) {
@@ -448,14 +428,7 @@ fn bad_candump_line_is_named_and_can_be_skipped() {
         }
         other => panic!("expected a parse error on line 4, got {other:?}"),
     }
-    let (got, stats) = read_all(
-        &path,
-        ReadOptions {
-            skip_bad: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (got, stats) = read_all_skipping_bad(&path);
     assert_eq!(stats.skipped, 2);
     let texts: Vec<String> = got.iter().map(|f| f.to_string()).collect();
     assert_eq!(texts, ["123#01", "123#02", "123#03", "123#04"]);
@@ -548,13 +521,6 @@ fn bad_asc_frame_line_is_named() {
         Err(ConvertError::Parse { line, .. }) => assert_eq!(line, 5),
         other => panic!("expected a parse error on line 5, got {other:?}"),
     }
-    let (got, stats) = read_all(
-        &path,
-        ReadOptions {
-            skip_bad: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let (got, stats) = read_all_skipping_bad(&path);
     assert_eq!((got.len(), stats.skipped), (2, 1));
 }

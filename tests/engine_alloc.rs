@@ -4,7 +4,8 @@
 //! One test only in this binary: a second test running in parallel would allocate
 //! inside the measured window.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+mod common;
+
 use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -15,36 +16,10 @@ use canmc::engine::{Dispatch, Engine, EngineConfig, Event};
 use canmc::recv::{DatagramSource, IoMode, RecvMeta};
 use canmc::wire::pycan::{self, MAX_ENCODED};
 use canmc::{CanFrame, SenderAddr};
-
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged; only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use common::alloc::{all_allocs, assert_counter_works};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::alloc::Counting = common::alloc::Counting;
 
 /// Cycles through a fixed set of encoded datagrams forever, a batch per poll, with
 /// metadata built in place (as a real source fills it from control messages).
@@ -93,6 +68,7 @@ fn steady_state_receive_path_does_not_allocate() {
     // Enough that the window fills however the warm-up lands; the rest may be dropped
     // at a full ring once the test stops reading, which is fine.
     const TOTAL: u64 = 400_000;
+    assert_counter_works();
 
     // A spread of frame kinds: classic, extended, remote, FD 64 bytes, string channel.
     let mut datagrams = Vec::new();
@@ -168,11 +144,11 @@ fn steady_state_receive_path_does_not_allocate() {
         let delivered = here_frames + worker_frames.load(Ordering::Relaxed);
         let s = counters.snapshot();
         if window_start.is_none() && delivered >= WARMUP {
-            window_start = Some((ALLOCS.load(Ordering::SeqCst), s.frames, delivered));
+            window_start = Some((all_allocs(), s.frames, delivered));
         }
         if let Some((allocs0, frames0, delivered0)) = window_start {
             if s.frames - frames0 >= MEASURED && delivered - delivered0 >= MEASURED {
-                let allocs = ALLOCS.load(Ordering::SeqCst) - allocs0;
+                let allocs = all_allocs() - allocs0;
                 assert_eq!(
                     allocs,
                     0,

@@ -15,33 +15,19 @@
 //! group), and foreground steps under shorter ones, so a hang is a failure, not a stuck
 //! CI job. Processes the scripts signal themselves are not wrapped in `timeout`: a
 //! SIGKILL would reach `timeout`, not `canmc`.
+//!
+//! The tests pace traffic and count kernel drops: one at a time (`serial()`) on a small
+//! machine.
 
+mod common;
 mod lab;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 
 use canmc::record::{Record, Recording};
-use lab::{json_field, Lab};
-
-const CANMC: &str = env!("CARGO_BIN_EXE_canmc");
-
-/// The tests pace traffic and count kernel drops; one at a time on a small machine.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A count field of a one-line JSON summary.
-#[track_caller]
-fn num(line: &str, key: &str) -> u64 {
-    json_field(line, key)
-        .unwrap_or_else(|| panic!("no \"{key}\" in {line:?}"))
-        .parse()
-        .unwrap_or_else(|_| panic!("\"{key}\" is not a count in {line}"))
-}
+use common::{canmc, json_u64, ok, serial, tmpdir, CANMC};
+use lab::Lab;
 
 /// The last JSON line of a file the script wrote.
 #[track_caller]
@@ -124,7 +110,7 @@ wait $DB
     )
     .assert_ok();
     let gen = summary(&lab, "gen.json");
-    let sent = num(&gen, "frames");
+    let sent = json_u64(&gen, "frames");
     assert_eq!(sent, 100_000, "{gen}");
 
     // The killed recorder's file opens and holds an in-order prefix from frame 0.
@@ -155,9 +141,13 @@ wait $DB
         ("duplicates", 0),
         ("senders", 1),
     ] {
-        assert_eq!(num(&b_sum, key), want, "restarted record {key}: {b_sum}");
+        assert_eq!(
+            json_u64(&b_sum, key),
+            want,
+            "restarted record {key}: {b_sum}"
+        );
     }
-    assert_eq!(num(&b_sum, "frames"), b.len() as u64, "{b_sum}");
+    assert_eq!(json_u64(&b_sum, "frames"), b.len() as u64, "{b_sum}");
 
     // The restarted dump likewise.
     let b_log = lab.read("b.log");
@@ -169,9 +159,9 @@ wait $DB
     );
     assert_consecutive("restarted dump", &d);
     assert_eq!(*d.last().unwrap(), sent - 1, "{d_sum}");
-    assert_eq!(num(&d_sum, "seq_gaps"), 0, "restarted dump: {d_sum}");
-    assert_eq!(num(&d_sum, "kernel_drops"), 0, "{d_sum}");
-    assert_eq!(num(&d_sum, "frames"), d.len() as u64, "{d_sum}");
+    assert_eq!(json_u64(&d_sum, "seq_gaps"), 0, "restarted dump: {d_sum}");
+    assert_eq!(json_u64(&d_sum, "kernel_drops"), 0, "{d_sum}");
+    assert_eq!(json_u64(&d_sum, "frames"), d.len() as u64, "{d_sum}");
 }
 
 #[test]
@@ -210,7 +200,7 @@ wait $R
         ("duplicates", 0),
         ("reordered", 0),
     ] {
-        assert_eq!(num(&sum, key), want, "{key}: {sum}");
+        assert_eq!(json_u64(&sum, key), want, "{key}: {sum}");
     }
     // File order: the killed sender's frames (a prefix from 0, nothing invented, nothing
     // after its death), then all of the second sender's.
@@ -238,7 +228,10 @@ wait $R
     assert_eq!(second.len(), 20_000, "all of the second sender's frames");
     assert_consecutive("second sender", &second);
     assert_eq!(second[0], 0);
-    assert_eq!(num(&sum, "frames"), (first.len() + second.len()) as u64);
+    assert_eq!(
+        json_u64(&sum, "frames"),
+        (first.len() + second.len()) as u64
+    );
 }
 
 /// The largest gap between consecutive `-L` lines of `id`, in seconds, and how many
@@ -316,8 +309,8 @@ echo "dump_rc=$?"
     assert!(lines[0].contains("cannot reach the group"), "{g1_err}");
     assert!(lines[1].contains("sending again after"), "{g1_err}");
     let g1 = summary(&lab, "g1.json");
-    assert_eq!(num(&g1, "outages"), 1, "{g1}");
-    let unsent = num(&g1, "unsent");
+    assert_eq!(json_u64(&g1, "outages"), 1, "{g1}");
+    let unsent = json_u64(&g1, "unsent");
     assert!(unsent > 0, "{g1}");
     let text = lab.read("d.log");
     let (gap, after_gap) = largest_gap(&text, " 123#");
@@ -331,9 +324,9 @@ echo "dump_rc=$?"
     let after: Vec<&str> = text.lines().filter(|l| l.contains(" 124#")).collect();
     assert_eq!(after.len(), 1000, "frames after the interface came back");
     let d_sum = summary(&lab, "d.log");
-    assert_eq!(num(&d_sum, "decode_errors_total"), 0, "{d_sum}");
+    assert_eq!(json_u64(&d_sum, "decode_errors_total"), 0, "{d_sum}");
     assert_eq!(
-        num(&d_sum, "seq_gaps"),
+        json_u64(&d_sum, "seq_gaps"),
         unsent,
         "gaps = unsent: {d_sum}\n{g1}"
     );
@@ -401,9 +394,9 @@ echo "dump_rc=$?"
     );
     assert!(lines[1].contains("sending again after"), "{r_err}");
     let r = summary(&lab, "r.json");
-    assert_eq!(num(&r, "frames"), 40_000, "{r}");
-    assert_eq!(num(&r, "outages"), 1, "{r}");
-    let unsent = num(&r, "unsent");
+    assert_eq!(json_u64(&r, "frames"), 40_000, "{r}");
+    assert_eq!(json_u64(&r, "outages"), 1, "{r}");
+    let unsent = json_u64(&r, "unsent");
     assert!(unsent > 0, "{r}");
     // --stop-on-error: one line, exit 1.
     assert!(out.contains("gen_rc=1"), "{out}");
@@ -417,9 +410,13 @@ echo "dump_rc=$?"
     // discarded ones as its sequence gap.
     assert!(out.contains("dump_rc=0"), "{out}");
     let d = summary(&lab, "d.log");
-    assert_eq!(num(&d, "datagrams"), num(&r, "datagrams"), "{d}\n{r}");
-    assert_eq!(num(&d, "seq_gaps"), unsent, "{d}\n{r}");
-    assert_eq!(num(&d, "decode_errors_total"), 0, "{d}");
+    assert_eq!(
+        json_u64(&d, "datagrams"),
+        json_u64(&r, "datagrams"),
+        "{d}\n{r}"
+    );
+    assert_eq!(json_u64(&d, "seq_gaps"), unsent, "{d}\n{r}");
+    assert_eq!(json_u64(&d, "decode_errors_total"), 0, "{d}");
     let (gap, after_gap) = largest_gap(&lab.read("d.log"), " 321#");
     assert!(gap > 0.4, "the outage shows as a gap of {gap} s");
     assert!(
@@ -445,13 +442,11 @@ fn recording_truncated_under_a_running_replay_is_an_error_not_a_crash() {
     }
     std::fs::write(&log, text).unwrap();
     let cmc = lab.dir().join("r.cmc");
-    let out = Command::new(CANMC)
-        .arg("convert")
-        .arg(&log)
-        .arg(&cmc)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{:?}", out);
+    ok(&canmc(&[
+        "convert",
+        log.to_str().unwrap(),
+        cmc.to_str().unwrap(),
+    ]));
     let run = lab.run_no_python(
         r#"
 P=43113
@@ -495,13 +490,13 @@ wait $D
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no event count in: {err}"));
     let d = summary(&lab, "d.json");
-    assert_eq!(num(&d, "decode_errors_total"), 0, "{d}");
+    assert_eq!(json_u64(&d, "decode_errors_total"), 0, "{d}");
     assert!(
-        num(&d, "frames") < 100_000,
+        json_u64(&d, "frames") < 100_000,
         "the truncation cut it short: {d}"
     );
     assert_eq!(
-        num(&d, "frames"),
+        json_u64(&d, "frames"),
         before_cut,
         "every frame before the cut went out, and none after it: {d}"
     );
@@ -510,8 +505,7 @@ wait $D
 #[test]
 fn record_into_an_unwritable_directory_one_line_nothing_left() {
     let _g = serial();
-    let dir = std::env::temp_dir().join(format!("canmc-faults-ro-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = tmpdir("faults-ro");
     std::fs::create_dir_all(dir.join("ro")).unwrap();
     // A read-only bind mount in a private mount namespace: root is refused too (chmod
     // 555 would not stop root). Each format, and a path under /proc.

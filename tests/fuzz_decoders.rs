@@ -4,26 +4,15 @@
 //! cases in all; the property is always the same: no panic, and whatever decodes is a
 //! valid frame. (`cargo fuzz` needs a nightly toolchain; this runs on stable.)
 
+mod common;
+
 use std::path::Path;
 
 use canmc::convert::candump::parse_log_line;
 use canmc::frame::parse_frame;
 use canmc::wire::{native, pycan, DecodeError};
 use canmc::{CanFrame, Channel};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use common::Rng;
 
 fn mutate(rng: &mut Rng, seed: &[u8], other: &[u8], out: &mut Vec<u8>) {
     out.clear();

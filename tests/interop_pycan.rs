@@ -3,11 +3,12 @@
 //! `canmc gen` → python-can. Runs inside the network lab (tools/netlab.sh); IPv4 meets
 //! python-can on lo (`--iface lo`), IPv6 on the lab's veth (`--iface v0`).
 
+mod common;
 mod lab;
 
-use lab::{json_field, now_s, pycan_kinds, split_log_line, Lab};
+use common::{json_field, nonempty_lines, CANMC};
+use lab::{now_s, pycan_kinds, split_log_line, Lab};
 
-const CANMC: &str = env!("CARGO_BIN_EXE_canmc");
 const PORT: u16 = 43113;
 
 /// How both ends reach one family's group. canmc uses its defaults for the group so
@@ -31,10 +32,6 @@ const V6: Net = Net {
     group: "ff15:7079:7468:6f6e:6465:6d6f:6d63:6173",
     canmc: "--iface v0",
 };
-
-fn lines(text: &str) -> Vec<&str> {
-    text.lines().filter(|l| !l.trim().is_empty()).collect()
-}
 
 /// python-can sends every kind; `canmc dump -L -n N --json` must print exactly the
 /// expected lines, in order, with plausible kernel receive timestamps, then a summary
@@ -61,15 +58,10 @@ fn pycan_to_dump(net: &Net) {
     let after = now_s();
     let dump = lab.read("dump.out");
     let sent = lab.read("sent.out");
-    assert!(
-        run.status.success(),
-        "{}\n--- dump stdout ---\n{dump}\n--- dump stderr ---\n{}",
-        run.stderr,
-        lab.read("dump.err")
-    );
-    let sent = lines(&sent);
+    lab.assert_ok(&run, &["dump.out", "dump.err"]);
+    let sent = nonempty_lines(&sent);
     assert_eq!(sent, kinds, "python-can did not send every kind");
-    let mut got = lines(&dump);
+    let mut got = nonempty_lines(&dump);
     // --json: the summary is one object on the last line of stdout.
     let summary = got.pop().unwrap_or_default();
     assert!(
@@ -101,6 +93,26 @@ fn pycan_to_dump(net: &Net) {
     }
 }
 
+/// A lab script: a python-can receiver on `net`'s group that waits for `count` messages
+/// (at most `timeout` s) into `$T/recv.out`, `body` once it is ready, then the receiver's
+/// exit code as the script's.
+fn with_pycan_receiver(net: &Net, count: usize, timeout: u32, body: &str) -> String {
+    format!(
+        r#"
+        "$PY" "$PEER" recv --group {group} --port {PORT} --count {count} --timeout {timeout} \
+            --linger 0.3 --ready-file "$T/ready" >"$T/recv.out" 2>"$T/recv.err" &
+        R=$!
+        wait_file "$T/ready"
+        sleep 0.1
+        {body}
+        rc=0; wait $R || rc=$?
+        echo "python-can receiver exit $rc" >&2
+        exit $rc
+        "#,
+        group = net.group,
+    )
+}
+
 /// `canmc send` of every kind (channel none, "can1", 3): python-can receives each
 /// frame equal to what was sent and raises nothing.
 fn send_to_pycan(net: &Net) {
@@ -121,40 +133,30 @@ fn send_to_pycan(net: &Net) {
         "unexpected channel in kinds"
     );
     let lab = Lab::new(CANMC, &format!("send-to-pycan-{}", net.name));
-    let run = lab.run(&format!(
-        r#"
-        "$PY" "$PEER" recv --group {group} --port {PORT} --count {n} --timeout 20 --linger 0.3 \
-            --ready-file "$T/ready" >"$T/recv.out" 2>"$T/recv.err" &
-        R=$!
-        wait_file "$T/ready"
-        sleep 0.1
-        "$CANMC" send {net} --port {PORT} {none}
-        "$CANMC" send {net} --port {PORT} --channel can1 {can1}
-        "$CANMC" send {net} --port {PORT} --channel 3 {can3}
-        rc=0; wait $R || rc=$?
-        echo "python-can receiver exit $rc" >&2
-        exit $rc
-        "#,
-        net = net.canmc,
-        group = net.group,
-        none = none.join(" "),
-        can1 = can1.join(" "),
-        can3 = can3.join(" "),
+    let run = lab.run(&with_pycan_receiver(
+        net,
+        n,
+        20,
+        &format!(
+            r#"
+            "$CANMC" send {net} --port {PORT} {none}
+            "$CANMC" send {net} --port {PORT} --channel can1 {can1}
+            "$CANMC" send {net} --port {PORT} --channel 3 {can3}"#,
+            net = net.canmc,
+            none = none.join(" "),
+            can1 = can1.join(" "),
+            can3 = can3.join(" "),
+        ),
     ));
     let recv = lab.read("recv.out");
-    assert!(
-        run.status.success(),
-        "{}\n--- python-can stdout ---\n{recv}\n--- python-can stderr ---\n{}",
-        run.stderr,
-        lab.read("recv.err")
-    );
+    lab.assert_ok(&run, &["recv.out", "recv.err"]);
     let want: Vec<String> = none
         .iter()
         .map(|f| format!("vcan0 {f}"))
         .chain(can1.iter().map(|f| format!("can1 {f}")))
         .chain(can3.iter().map(|f| format!("can3 {f}")))
         .collect();
-    let got = lines(&recv);
+    let got = nonempty_lines(&recv);
     assert_eq!(got.len(), n);
     for (i, (json, want)) in got.iter().zip(&want).enumerate() {
         let line = json_field(json, "line").expect("peer JSON has a line");
@@ -178,30 +180,18 @@ fn send_to_pycan(net: &Net) {
 fn gen_to_pycan(net: &Net, mode: &str, gen_args: &str, check: impl Fn(&str) -> Result<(), String>) {
     const N: usize = 2000;
     let lab = Lab::new(CANMC, &format!("gen-to-pycan-{}-{mode}", net.name));
-    let run = lab.run(&format!(
-        r#"
-        "$PY" "$PEER" recv --group {group} --port {PORT} --count {N} --timeout 30 --linger 0.3 \
-            --ready-file "$T/ready" >"$T/recv.out" 2>"$T/recv.err" &
-        R=$!
-        wait_file "$T/ready"
-        sleep 0.1
-        "$CANMC" gen {net} --port {PORT} -n {N} --rate 4000 {gen_args} >"$T/gen.out" 2>"$T/gen.err"
-        rc=0; wait $R || rc=$?
-        echo "python-can receiver exit $rc" >&2
-        exit $rc
-        "#,
-        net = net.canmc,
-        group = net.group,
+    let run = lab.run(&with_pycan_receiver(
+        net,
+        N,
+        30,
+        &format!(
+            r#""$CANMC" gen {net} --port {PORT} -n {N} --rate 4000 {gen_args} >"$T/gen.out" 2>"$T/gen.err""#,
+            net = net.canmc,
+        ),
     ));
     let recv = lab.read("recv.out");
-    assert!(
-        run.status.success(),
-        "gen {gen_args}: {}\n--- python-can stderr ---\n{}\n--- gen stderr ---\n{}",
-        run.stderr,
-        lab.read("recv.err"),
-        lab.read("gen.err")
-    );
-    let got = lines(&recv);
+    lab.assert_ok(&run, &["recv.err", "gen.err"]);
+    let got = nonempty_lines(&recv);
     assert_eq!(got.len(), N);
     for (i, json) in got.iter().enumerate() {
         if let Err(e) = check(json) {
@@ -348,16 +338,10 @@ fn ipv6_pycan_host_to_canmc_on_two_other_hosts() {
             group = V6.group,
         ),
     );
-    assert!(
-        run.status.success(),
-        "{}\n--- host 2 ---\n{}\n--- host 3 ---\n{}",
-        run.stderr,
-        lab.read("dump2.err"),
-        lab.read("dump3.err")
-    );
+    lab.assert_ok(&run, &["dump2.err", "dump3.err"]);
     for h in [2, 3] {
         let out = lab.read(&format!("dump{h}.out"));
-        let got: Vec<&str> = lines(&out)
+        let got: Vec<&str> = nonempty_lines(&out)
             .iter()
             .map(|l| split_log_line(l).map_or(*l, |(_, rest)| rest))
             .collect();

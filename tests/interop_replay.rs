@@ -6,18 +6,15 @@
 //! python-can's `udp_multicast` carries: standard, extended, remote with and without a
 //! length, error, and CAN FD at every length with every BRS/ESI combination.
 
+mod common;
 mod lab;
 
-use lab::{json_field, pycan_kinds, python, repo, split_log_line, Lab};
+use common::{canmc, json_field, nonempty_lines, ok, stdout_of, CANMC};
+use lab::{pycan_kinds, python, repo, split_log_line, Lab};
 use std::process::Command;
 
-const CANMC: &str = env!("CARGO_BIN_EXE_canmc");
 const PORT: u16 = 43113;
 const GROUP: &str = "239.74.163.2";
-
-fn lines(text: &str) -> Vec<&str> {
-    text.lines().filter(|l| !l.trim().is_empty()).collect()
-}
 
 /// A candump log of every kind (`IFNAME ID#DATA` lines of the python peer), 2 ms apart.
 fn kinds_log() -> (String, Vec<String>) {
@@ -43,30 +40,24 @@ fn pycan_reads(log: &std::path::Path) -> Vec<String> {
                   sys.path.insert(0, sys.argv[1])\n\
                   from pycan_peer import to_line\n\
                   for m in can.LogReader(sys.argv[2]):\n    print(to_line(m))\n";
-    let out = Command::new(python())
-        .args(["-c", script])
-        .arg(repo().join("tools"))
-        .arg(log)
-        .output()
-        .expect("run python-can's LogReader");
-    assert!(
-        out.status.success(),
-        "python-can's LogReader failed on {}: {}",
-        log.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    let what = format!("python-can's LogReader on {}", log.display());
+    stdout_of(
+        Command::new(python())
+            .args(["-c", script])
+            .arg(repo().join("tools"))
+            .arg(log),
+        &what,
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
 }
 
 /// The `IFNAME ID#DATA` part of every line of a candump log, checking each has a
 /// well-formed timestamp and that they never go backwards.
 fn log_bodies(text: &str) -> Vec<String> {
     let mut last = 0.0;
-    lines(text)
+    nonempty_lines(text)
         .iter()
         .enumerate()
         .map(|(i, l)| {
@@ -128,16 +119,9 @@ fn pycan_player_to_canmc_record_and_convert() {
         "$CANMC" convert "$T/x.cmc" "$T/y.log"
         "#
     ));
-    assert!(
-        run.status.success(),
-        "{}\n--- player stderr ---\n{}\n--- record ---\n{}{}",
-        run.stderr,
-        lab.read("player.err"),
-        lab.read("rec.json"),
-        lab.read("rec.err")
-    );
+    lab.assert_ok(&run, &["player.err", "rec.json", "rec.err"]);
     let summary = lab.read("rec.json");
-    let summary = lines(&summary).last().copied().unwrap_or("");
+    let summary = nonempty_lines(&summary).last().copied().unwrap_or("");
     assert_eq!(
         json_field(summary, "frames"),
         Some(&*n.to_string()),
@@ -168,22 +152,15 @@ fn replay_to_pycan(lab: &Lab, file: &str, extra: &str, n: usize) -> Vec<String> 
         [[ $rc == 0 ]] || {{ echo "python-can receiver exit $rc" >&2; cat "$T/recv.err" >&2; exit 1; }}
         "#
     ));
-    assert!(
-        run.status.success(),
-        "{}\n--- replay ---\n{}{}\n--- receiver stdout ---\n{}",
-        run.stderr,
-        lab.read("replay.json"),
-        lab.read("replay.err"),
-        lab.read("recv.out")
-    );
+    lab.assert_ok(&run, &["replay.json", "replay.err", "recv.out"]);
     let summary = lab.read("replay.json");
-    let summary = lines(&summary).last().copied().unwrap_or("");
+    let summary = nonempty_lines(&summary).last().copied().unwrap_or("");
     assert_eq!(
         json_field(summary, "frames"),
         Some(&*n.to_string()),
         "{summary}"
     );
-    lines(&lab.read("recv.out"))
+    nonempty_lines(&lab.read("recv.out"))
         .iter()
         .map(|l| {
             let line = json_field(l, "line").unwrap_or_else(|| panic!("no line in {l}"));
@@ -210,17 +187,12 @@ fn canmc_replay_fast_of_cmc_to_pycan_receiver() {
     let lab = Lab::new(CANMC, "replay-cmc-pycan");
     let (text, kinds) = kinds_log();
     std::fs::write(lab.dir().join("in.log"), text).unwrap();
-    let conv = Command::new(CANMC)
-        .arg("convert")
-        .arg(lab.dir().join("in.log"))
-        .arg(lab.dir().join("in.cmc"))
-        .output()
-        .unwrap();
-    assert!(
-        conv.status.success(),
-        "convert .log -> .cmc: {}",
-        String::from_utf8_lossy(&conv.stderr)
-    );
+    let (log, cmc) = (lab.dir().join("in.log"), lab.dir().join("in.cmc"));
+    ok(&canmc(&[
+        "convert",
+        log.to_str().unwrap(),
+        cmc.to_str().unwrap(),
+    ]));
     let got = replay_to_pycan(&lab, "in.cmc", "--fast", kinds.len());
     assert_same(
         &got,

@@ -11,46 +11,21 @@
 //!
 //! Every count assertion is paired with `kernel_drops == 0`: a kernel drop would make an
 //! exact count meaningless, so senders are paced well below what a receiver handles.
+//! The tests here pace traffic and count kernel drops; running two at once on a small
+//! machine would only test the scheduler: one at a time (`serial()`).
 
+mod common;
 mod lab;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
 
-use lab::{json_field, pycan_kinds, split_log_line, Lab, LabRun};
+use common::{json_str, json_u64, nonempty_lines, serial, CANMC};
+use lab::{pycan_kinds, split_log_line, Lab};
 
-const CANMC: &str = env!("CARGO_BIN_EXE_canmc");
 const PORT: u16 = 43113;
 const GROUP_V4: &str = "239.74.163.2";
 const GROUP_V6: &str = "ff15:7079:7468:6f6e:6465:6d6f:6d63:6173";
-
-/// The tests here pace traffic and count kernel drops; running two at once on a small
-/// machine would only test the scheduler. One at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A number field of a flat JSON line (`"key": 12` or `"key":12`).
-#[track_caller]
-fn num(line: &str, key: &str) -> u64 {
-    let raw = json_field(line, key).unwrap_or_else(|| panic!("no \"{key}\" in {line}"));
-    raw.trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("\"{key}\" is not a count in {line}"))
-}
-
-/// A string field of a flat JSON line, without its quotes.
-#[track_caller]
-fn text<'a>(line: &'a str, key: &str) -> &'a str {
-    let raw = json_field(line, key).unwrap_or_else(|| panic!("no \"{key}\" in {line}"));
-    raw.trim()
-        .strip_prefix('"')
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or_else(|| panic!("\"{key}\" is not a string in {line}"))
-}
 
 /// A `dump -L --json` output: the log lines (`IFNAME ID#DATA`, timestamps checked and
 /// removed) and the summary (the last line).
@@ -61,7 +36,7 @@ struct Dump {
 
 #[track_caller]
 fn parse_dump(out: &str, who: &str) -> Dump {
-    let mut lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut lines = nonempty_lines(out);
     let summary = lines
         .pop()
         .unwrap_or_else(|| panic!("{who}: no output at all"))
@@ -110,29 +85,17 @@ fn gen_counter(line: &str) -> u64 {
 
 #[track_caller]
 fn assert_clean(sum: &str, who: &str) {
-    assert_eq!(num(sum, "kernel_drops"), 0, "{who}: kernel drops: {sum}");
-    assert_eq!(num(sum, "ring_drops"), 0, "{who}: ring drops: {sum}");
     assert_eq!(
-        num(sum, "decode_errors_total"),
+        json_u64(sum, "kernel_drops"),
+        0,
+        "{who}: kernel drops: {sum}"
+    );
+    assert_eq!(json_u64(sum, "ring_drops"), 0, "{who}: ring drops: {sum}");
+    assert_eq!(
+        json_u64(sum, "decode_errors_total"),
         0,
         "{who}: decode errors: {sum}"
     );
-}
-
-/// Panics with the script's and the named files' output unless the script exited 0.
-#[track_caller]
-fn assert_run_ok(lab: &Lab, run: &LabRun, files: &[&str]) {
-    if run.status.success() {
-        return;
-    }
-    let mut msg = format!(
-        "lab script failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        run.status, run.stdout, run.stderr
-    );
-    for f in files {
-        msg += &format!("\n--- {f} ---\n{}", lab.read(f));
-    }
-    panic!("{msg}");
 }
 
 // ---- ping -----------------------------------------------------------------------------
@@ -167,11 +130,7 @@ fn ping_lists_the_receivers(name: &str, net: &str, host_ip: impl Fn(u32) -> IpAd
             "#
         ),
     );
-    assert_run_ok(
-        &lab,
-        &run,
-        &["ping.err", "dump2.err", "dump3.err", "dump4.err"],
-    );
+    lab.assert_ok(&run, &["ping.err", "dump2.err", "dump3.err", "dump4.err"]);
     let ping = lab.read("ping.out");
     let ping_err = lab.read("ping.err");
     assert_eq!(
@@ -181,11 +140,11 @@ fn ping_lists_the_receivers(name: &str, net: &str, host_ip: impl Fn(u32) -> IpAd
     );
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let mut seen: BTreeMap<(u64, IpAddr), String> = BTreeMap::new();
-    for line in ping.lines().filter(|l| !l.trim().is_empty()) {
-        let from: SocketAddr = text(line, "from")
+    for line in nonempty_lines(&ping) {
+        let from: SocketAddr = json_str(line, "from")
             .parse()
             .unwrap_or_else(|_| panic!("\"from\" is not ip:port in {line}"));
-        let round = num(line, "round");
+        let round = json_u64(line, "round");
         let prev = seen.insert((round, from.ip()), line.to_owned());
         assert!(
             prev.is_none(),
@@ -211,19 +170,19 @@ fn ping_lists_the_receivers(name: &str, net: &str, host_ip: impl Fn(u32) -> IpAd
         };
         let pid: u64 = lab.read(&format!("pid{h}")).trim().parse().unwrap();
         assert_eq!(
-            num(line, "pid"),
+            json_u64(line, "pid"),
             pid,
             "round {round}: pid of host {h}: {line}"
         );
-        assert_eq!(text(line, "role"), "dump", "{line}");
-        assert_eq!(text(line, "host"), hostname.trim(), "{line}");
+        assert_eq!(json_str(line, "role"), "dump", "{line}");
+        assert_eq!(json_str(line, "host"), hostname.trim(), "{line}");
         assert_eq!(
-            num(line, "frames_seen"),
+            json_u64(line, "frames_seen"),
             3,
             "host {h} received the three frames host 1 sent: {line}"
         );
-        assert!(num(line, "rtt_us") > 0, "{line}");
-        assert!(num(line, "uptime_ms") > 0, "{line}");
+        assert!(json_u64(line, "rtt_us") > 0, "{line}");
+        assert!(json_u64(line, "uptime_ms") > 0, "{line}");
     }
 }
 
@@ -266,7 +225,7 @@ fn ping_without_receivers_exits_1() {
             "#
         ),
     );
-    assert_run_ok(&lab, &run, &["none.err", "silent.err", "dump.err"]);
+    lab.assert_ok(&run, &["none.err", "silent.err", "dump.err"]);
     for case in ["none", "silent"] {
         let out = lab.read(&format!("{case}.out"));
         let err = lab.read(&format!("{case}.err"));
@@ -327,8 +286,7 @@ fn two_native_senders_reach_two_receivers_completely_and_in_order() {
             all = 2 * N,
         ),
     );
-    assert_run_ok(
-        &lab,
+    lab.assert_ok(
         &run,
         &[
             "gen1.err",
@@ -343,14 +301,19 @@ fn two_native_senders_reach_two_receivers_completely_and_in_order() {
         |s: u64| -> Vec<String> { (0..N).map(|n| gen_line(&format!("can{s}"), n)).collect() };
     for s in [1, 2] {
         let gen = lab.read(&format!("gen{s}.out"));
-        assert_eq!(num(gen.trim(), "frames"), N, "gen on host {s}: {gen}");
+        assert_eq!(json_u64(gen.trim(), "frames"), N, "gen on host {s}: {gen}");
     }
     for h in [3, 4] {
         let who = format!("receiver on host {h}");
         let d = parse_dump(&lab.read(&format!("dump{h}.out")), &who);
         assert_clean(&d.summary, &who);
-        assert_eq!(num(&d.summary, "frames"), 2 * N, "{who}: {}", d.summary);
-        assert_eq!(num(&d.summary, "seq_gaps"), 0, "{who}: {}", d.summary);
+        assert_eq!(
+            json_u64(&d.summary, "frames"),
+            2 * N,
+            "{who}: {}",
+            d.summary
+        );
+        assert_eq!(json_u64(&d.summary, "seq_gaps"), 0, "{who}: {}", d.summary);
         for s in [1, 2] {
             let prefix = format!("can{s} ");
             let got: Vec<String> = d
@@ -377,7 +340,7 @@ fn two_native_senders_reach_two_receivers_completely_and_in_order() {
     for h in [3, 4] {
         let d = parse_dump(&lab.read(&format!("dump{h}.out")), "receiver");
         assert_eq!(
-            num(&d.summary, "senders"),
+            json_u64(&d.summary, "senders"),
             2,
             "receiver on host {h}: native senders seen: {}",
             d.summary
@@ -466,12 +429,12 @@ EOF
             "#
         ),
     );
-    assert_run_ok(&lab, &run, &["gen.err", "dump2.err", "dump3.err"]);
+    lab.assert_ok(&run, &["gen.err", "dump2.err", "dump3.err"]);
     let gen = lab.read("gen.out");
-    assert_eq!(num(gen.trim(), "frames"), N, "gen: {gen}");
+    assert_eq!(json_u64(gen.trim(), "frames"), N, "gen: {gen}");
     let counter = |c: &str| {
         let j = lab.read(&format!("{c}.json"));
-        (num(&j, "packets"), num(&j, "bytes"))
+        (json_u64(&j, "packets"), json_u64(&j, "bytes"))
     };
     let (seen, _) = counter("seen");
     let (full, _) = counter("lost_full");
@@ -479,7 +442,7 @@ EOF
     let dropped = full + part;
     assert_eq!(
         seen,
-        num(gen.trim(), "datagrams"),
+        json_u64(gen.trim(), "datagrams"),
         "host 2's nftables must see each datagram gen sent as one packet (else drops \
          are not datagrams): {gen}"
     );
@@ -503,17 +466,17 @@ EOF
     let sum = &lossy.summary;
     assert_clean(sum, "lossy receiver");
     assert_eq!(
-        num(sum, "seq_gaps"),
+        json_u64(sum, "seq_gaps"),
         dropped,
         "seq_gaps must be the datagrams nftables dropped ({full} full + {part} partial): {sum}"
     );
     assert_eq!(
-        num(sum, "datagrams"),
+        json_u64(sum, "datagrams"),
         seen - dropped,
         "datagrams received = datagrams at the host ({seen}) − dropped ({dropped}): {sum}"
     );
     assert_eq!(
-        num(sum, "frames"),
+        json_u64(sum, "frames"),
         N - lost_frames,
         "frames = sent − frames in the dropped datagrams ({lost_frames}): {sum}"
     );
@@ -542,8 +505,8 @@ EOF
 
     let clean = parse_dump(&lab.read("dump3.out"), "receiver without loss (host 3)");
     assert_clean(&clean.summary, "receiver without loss");
-    assert_eq!(num(&clean.summary, "seq_gaps"), 0, "{}", clean.summary);
-    assert_eq!(num(&clean.summary, "frames"), N, "{}", clean.summary);
+    assert_eq!(json_u64(&clean.summary, "seq_gaps"), 0, "{}", clean.summary);
+    assert_eq!(json_u64(&clean.summary, "frames"), N, "{}", clean.summary);
     assert!(
         clean.frames == (0..N).map(|n| gen_line("can1", n)).collect::<Vec<_>>(),
         "receiver without loss: not all frames in order"
@@ -588,11 +551,11 @@ fn pycan_and_native_traffic_share_one_group_and_one_dump() {
             "#
         ),
     );
-    assert_run_ok(&lab, &run, &["py.err", "gen5.err", "gen6.err", "dump.err"]);
+    lab.assert_ok(&run, &["py.err", "gen5.err", "gen6.err", "dump.err"]);
     let d = parse_dump(&lab.read("dump.out"), "receiver");
     assert_clean(&d.summary, "receiver");
-    assert_eq!(num(&d.summary, "frames"), all, "{}", d.summary);
-    assert_eq!(num(&d.summary, "seq_gaps"), 0, "{}", d.summary);
+    assert_eq!(json_u64(&d.summary, "frames"), all, "{}", d.summary);
+    assert_eq!(json_u64(&d.summary, "seq_gaps"), 0, "{}", d.summary);
     let pick = |prefix: &str| -> Vec<String> {
         d.frames
             .iter()
@@ -626,7 +589,7 @@ fn pycan_and_native_traffic_share_one_group_and_one_dump() {
         native_gen.len()
     );
     assert_eq!(
-        num(&d.summary, "senders"),
+        json_u64(&d.summary, "senders"),
         1,
         "one native sender: {}",
         d.summary
@@ -675,7 +638,7 @@ fn source_filtered_and_plain_receiver_share_a_host() {
             all = 4 * N,
         ),
     );
-    assert_run_ok(&lab, &run, &["gen1.err", "plain.err", "src.err"]);
+    lab.assert_ok(&run, &["gen1.err", "plain.err", "src.err"]);
     let plain = parse_dump(&lab.read("plain.out"), "plain receiver");
     let src = parse_dump(&lab.read("src.out"), "--source receiver");
     assert_clean(&plain.summary, "plain receiver");

@@ -2,59 +2,17 @@
 //! global allocator watches ≥ 100 000 frames go through the batcher, the decoder and the
 //! sequence tracker.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
 
 use canmc::frame::{CanFrame, Channel};
 use canmc::seq::{SeqEvent, SeqTracker};
 use canmc::wire::native::{decode, Encoder, NativeBatcher, DEFAULT_MAX_DATAGRAM};
-
-struct Counting;
-
-thread_local! {
-    // Per thread, so that tests running in parallel (and the harness) do not count.
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn allocs() -> u64 {
-    ALLOCS.with(|a| a.get())
-}
-
-fn count() {
-    // `try_with`: the allocator may run while this thread's locals are torn down.
-    let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use common::alloc::{allocs, assert_counter_works};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::alloc::Counting = common::alloc::Counting;
 
 const FRAMES: u64 = 200_000;
-
-/// The counter sees this thread's allocations (so a zero below means something).
-fn assert_counter_works() {
-    let before = allocs();
-    let v = std::hint::black_box(vec![1u8; 16]);
-    drop(v);
-    assert_eq!(allocs(), before + 1);
-}
 
 fn sample_frames() -> Vec<CanFrame> {
     let texts = [

@@ -3,9 +3,9 @@
 //! without the key still decodes, that the keyed paths allocate nothing, and the CLI's
 //! `--key-file` end to end on loopback (IPv4 on `lo`, TTL 0, ports 42700–42709).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::process::{Command, Stdio};
+mod common;
+
+use std::process::Stdio;
 use std::time::Duration;
 
 use canmc::bus::{Bus, BusConfig};
@@ -15,45 +15,14 @@ use canmc::send::FrameSender;
 use canmc::socket::{McastConfig, SendSocket};
 use canmc::wire::native::{self, AuthKey, NativeBatcher, DEFAULT_MAX_DATAGRAM, TAG_LEN};
 use canmc::wire::{pycan, DecodeError, Demux, WireFormat};
+use common::alloc::{allocs, assert_counter_works};
+use common::{canmc, command, hex, json_u64, ok, settle, spawn, tmpdir, wait_until_answering_with};
+
+#[global_allocator]
+static GLOBAL: common::alloc::Counting = common::alloc::Counting;
 
 const KEY: AuthKey = *b"0123456789abcdef0123456789abcdef";
 const OTHER: AuthKey = *b"0123456789abcdef0123456789abcdeX";
-
-struct Counting;
-
-thread_local! {
-    // Per thread, so that tests running in parallel (and the harness) do not count.
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn allocs() -> u64 {
-    ALLOCS.with(|a| a.get())
-}
-
-fn count() {
-    let _ = ALLOCS.try_with(|a| a.set(a.get() + 1));
-}
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
 
 fn frames() -> Vec<CanFrame> {
     [
@@ -233,9 +202,7 @@ fn keyed_send_and_receive_paths_allocate_nothing() {
     let mut rx = vec![0u8; DEFAULT_MAX_DATAGRAM];
     let m = meta();
     let (mut decoded, mut bad) = (0u64, 0u64);
-    let v = std::hint::black_box(vec![1u8; 16]);
-    drop(v);
-    assert!(allocs() > 0, "the counter sees this thread");
+    assert_counter_works();
     let before = allocs();
     let mut now = 0u64;
     let mut receive = |d: &[u8], decoded: &mut u64, bad: &mut u64| {
@@ -320,80 +287,57 @@ fn keyed_buses_talk_and_a_stranger_counts_bad_auth() {
     assert_eq!(b.counters().decode_errors[DecodeError::BadAuth as usize], 1);
 }
 
-const CANMC: &str = env!("CARGO_BIN_EXE_canmc");
-
-fn json_u64(json: &str, key: &str) -> u64 {
-    let pat = format!("\"{key}\":");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("{key} missing in {json}"))
-        + pat.len();
-    json[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect::<String>()
-        .parse()
-        .unwrap()
+/// [`KEY`] in the file `k` of `dir`; its path, for `--key-file`.
+fn key_file(dir: &std::path::Path) -> String {
+    let k = dir.join("k");
+    std::fs::write(&k, KEY).unwrap();
+    k.to_str().unwrap().to_owned()
 }
 
 #[test]
 fn cli_key_file_gen_to_dump() {
-    let dir = std::env::temp_dir().join(format!("canmc-auth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let k = dir.join("k");
+    let dir = tmpdir("auth");
+    let k = &key_file(&dir);
     let other = dir.join("other");
-    std::fs::write(&k, KEY).unwrap();
-    let hex: String = OTHER.iter().map(|b| format!("{b:02x}")).collect();
-    std::fs::write(&other, hex + "\n").unwrap();
-    let (k, other) = (k.to_str().unwrap(), other.to_str().unwrap());
+    std::fs::write(&other, hex(&OTHER) + "\n").unwrap();
+    let other = other.to_str().unwrap();
     let port = "42702";
     let n = 3000u64;
     let dump = |key: &str| {
-        Command::new(CANMC)
-            .args([
-                "dump",
-                "--iface",
-                "lo",
-                "--port",
-                port,
-                "-q",
-                "--duration",
-                "3",
-                "--json",
-                "--key-file",
-                key,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let good = dump(k);
-    let bad = dump(other);
-    std::thread::sleep(Duration::from_millis(400));
-    let out = Command::new(CANMC)
-        .args([
-            "gen",
+        spawn(&[
+            "dump",
             "--iface",
             "lo",
             "--port",
             port,
-            "--wire",
-            "native",
-            "-n",
-            &n.to_string(),
-            "--rate",
-            "50000",
+            "-q",
+            "--duration",
+            "3",
+            "--json",
             "--key-file",
-            k,
+            key,
         ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    };
+    let good = dump(k);
+    let bad = dump(other);
+    // Not a readiness ping: only a probe sealed with `other` is answered by `bad`, and
+    // `good` would count it as a decode error, `bad` as a datagram that is not bad_auth.
+    settle();
+    ok(&canmc(&[
+        "gen",
+        "--iface",
+        "lo",
+        "--port",
+        port,
+        "--wire",
+        "native",
+        "-n",
+        &n.to_string(),
+        "--rate",
+        "50000",
+        "--key-file",
+        k,
+    ]));
     let good = String::from_utf8(good.wait_with_output().unwrap().stdout).unwrap();
     let bad = String::from_utf8(bad.wait_with_output().unwrap().stdout).unwrap();
     assert_eq!(json_u64(&good, "frames"), n, "{good}");
@@ -437,7 +381,7 @@ fn cli_key_file_gen_to_dump() {
             "123#00",
         ],
     ] {
-        let out = Command::new(CANMC).args(&args).output().unwrap();
+        let out = canmc(&args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
@@ -448,21 +392,10 @@ fn cli_key_file_gen_to_dump() {
 
 #[test]
 fn cli_record_and_replay_with_a_key() {
-    let dir = std::env::temp_dir().join(format!("canmc-auth-rec-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let k = dir.join("k");
-    std::fs::write(&k, KEY).unwrap();
-    let k = k.to_str().unwrap();
+    let dir = tmpdir("auth-rec");
+    let k = &key_file(&dir);
     let file = dir.join("cap.cmc");
     let file = file.to_str().unwrap();
-    let spawn = |args: &[&str]| {
-        Command::new(CANMC)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
     let gen = |port: &str, key: Option<&str>| {
         let mut args = vec![
             "gen", "--iface", "lo", "--port", port, "--wire", "native", "-n", "200", "--rate",
@@ -471,12 +404,7 @@ fn cli_record_and_replay_with_a_key() {
         if let Some(k) = key {
             args.extend(["--key-file", k]);
         }
-        let out = Command::new(CANMC).args(&args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&canmc(&args));
     };
     // Record keeps the 200 keyed frames and refuses the 200 unkeyed ones.
     let rec = spawn(&[
@@ -492,7 +420,7 @@ fn cli_record_and_replay_with_a_key() {
         "-o",
         file,
     ]);
-    std::thread::sleep(Duration::from_millis(400));
+    wait_until_answering_with("42704", &[rec.id()], &["--key-file", k]);
     gen("42704", Some(k));
     gen("42704", None);
     let out = rec.wait_with_output().unwrap();
@@ -516,27 +444,19 @@ fn cli_record_and_replay_with_a_key() {
         "--key-file",
         k,
     ]);
-    std::thread::sleep(Duration::from_millis(400));
-    let out = Command::new(CANMC)
-        .args([
-            "replay",
-            "--iface",
-            "lo",
-            "--port",
-            "42705",
-            "--wire",
-            "native",
-            "--key-file",
-            k,
-            file,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    wait_until_answering_with("42705", &[dump.id()], &["--key-file", k]);
+    ok(&canmc(&[
+        "replay",
+        "--iface",
+        "lo",
+        "--port",
+        "42705",
+        "--wire",
+        "native",
+        "--key-file",
+        k,
+        file,
+    ]));
     let json = String::from_utf8(dump.wait_with_output().unwrap().stdout).unwrap();
     assert_eq!(json_u64(&json, "frames"), 200, "{json}");
     assert_eq!(json_u64(&json, "decode_errors_total"), 0, "{json}");
@@ -545,50 +465,37 @@ fn cli_record_and_replay_with_a_key() {
 
 #[test]
 fn cli_ping_is_answered_only_with_the_key() {
-    let dir = std::env::temp_dir().join(format!("canmc-auth-ping-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let k = dir.join("k");
-    std::fs::write(&k, KEY).unwrap();
-    let k = k.to_str().unwrap();
+    let dir = tmpdir("auth-ping");
+    let k = &key_file(&dir);
     let port = "42703";
-    let dump = Command::new(CANMC)
-        .args([
-            "dump",
-            "--iface",
-            "lo",
-            "--port",
-            port,
-            "-q",
-            "--duration",
-            "8",
-            "--key-file",
-            k,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut dump = command(&[
+        "dump",
+        "--iface",
+        "lo",
+        "--port",
+        port,
+        "-q",
+        "--duration",
+        "8",
+        "--key-file",
+        k,
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let ping = |extra: &[&str]| {
         let mut args = vec![
             "ping", "--iface", "lo", "--port", port, "-c", "1", "-W", "0.5",
         ];
         args.extend(extra);
-        Command::new(CANMC).args(&args).output().unwrap()
+        canmc(&args)
     };
     // The dump answers from the moment it has joined; on a loaded machine that moment
-    // varies, so the keyed probe is repeated until the first answer (at most 5 s).
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let with = loop {
-        let out = ping(&["--key-file", k]);
-        if out.status.success() || std::time::Instant::now() > deadline {
-            break out;
-        }
-    };
-    assert!(
-        with.status.success(),
-        "{}",
-        String::from_utf8_lossy(&with.stderr)
-    );
+    // varies, so keyed probes are repeated until the first answer (at most 5 s).
+    wait_until_answering_with(port, &[dump.id()], &["--key-file", k]);
+    let with = ping(&["--key-file", k]);
+    ok(&with);
     assert!(String::from_utf8_lossy(&with.stdout).contains("role=dump"));
     let without = ping(&[]);
     assert_eq!(
@@ -596,7 +503,6 @@ fn cli_ping_is_answered_only_with_the_key() {
         Some(1),
         "an unauthenticated probe is not answered"
     );
-    let mut dump = dump;
     dump.wait().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

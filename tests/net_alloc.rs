@@ -2,58 +2,18 @@
 //! datagrams through `BatchSender` -> `MmsgSource` under a counting global allocator.
 //! Loopback only (`lo`, TTL 0).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use canmc::recv::mmsg::{MmsgSource, RecvConfig};
 use canmc::recv::DatagramSource;
 use canmc::send::BatchSender;
 use canmc::socket::{McastConfig, RecvSocket, SendSocket};
-
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    // Only the measuring thread counts, so the test harness's own threads cannot
-    // make the test fail or pass.
-    static MEASURING: Cell<bool> = const { Cell::new(false) };
-}
-
-fn count() {
-    if MEASURING.with(Cell::get) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: forwards every call unchanged to the system allocator; counting has no effect
-// on the memory handed out.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use common::alloc::{allocations, assert_counter_works};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::alloc::Counting = common::alloc::Counting;
 
 /// Sends `n` datagrams in batches of `per_round`, receiving after each batch; returns
 /// (received, kernel drops, bytes checksum of received payload).
@@ -104,11 +64,8 @@ fn send_and_receive_allocate_nothing_per_datagram() {
     assert_eq!(warm + warm_drops as usize, 2_000);
 
     const N: usize = 100_000;
-    MEASURING.with(|m| m.set(true));
-    let before = ALLOCS.load(Ordering::Relaxed);
-    let (got, drops, sum) = run(&mut tx, &mut rx, N, 500);
-    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
-    MEASURING.with(|m| m.set(false));
+    assert_counter_works();
+    let (allocs, (got, drops, sum)) = allocations(|| run(&mut tx, &mut rx, N, 500));
 
     let drops = (drops - warm_drops) as usize;
     assert_eq!(

@@ -2,14 +2,17 @@
 //! sender. Every packet stays on `lo` (group joined on 127.0.0.1, TTL 0). Each test has
 //! its own port so tests running in parallel do not see each other's datagrams.
 
+mod common;
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use canmc::recv::mmsg::{MmsgSource, RecvConfig};
 use canmc::recv::{DatagramSource, IoMode, RecvMeta};
 use canmc::send::BatchSender;
 use canmc::socket::{McastConfig, RecvSocket, SendSocket};
+use common::now_ns;
 
 const PORT_BASE: u16 = 41_300;
 
@@ -78,13 +81,6 @@ fn payload(tag: u8, i: usize) -> Vec<u8> {
     let n = len.min(4);
     d[..n].copy_from_slice(&id[..n]);
     d
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
 }
 
 fn assert_stream(got: &[(Vec<u8>, RecvMeta)], tag: u8, n: usize, from: SocketAddr) {

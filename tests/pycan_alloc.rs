@@ -2,55 +2,14 @@
 //! encoding and decoding 100 000 datagrams of every kind leaves a counting global
 //! allocator untouched.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
 
 use canmc::frame::{flags, CanFrame, Channel};
 use canmc::wire::pycan::{decode, encode, MAX_ENCODED};
-
-/// Counts allocations and reallocations per thread, so the test harness's own threads
-/// (and tests running in parallel) do not disturb the count.
-struct Counting;
-
-thread_local! {
-    // const-initialised and without Drop: using it never allocates, so it is safe
-    // inside the allocator.
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn count() {
-    ALLOCATIONS.with(|c| c.set(c.get() + 1));
-}
-
-fn allocations() -> u64 {
-    ALLOCATIONS.with(Cell::get)
-}
-
-// SAFETY: forwards every call unchanged to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use common::alloc::{allocs, assert_counter_works};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::alloc::Counting = common::alloc::Counting;
 
 fn frames() -> Vec<CanFrame> {
     let mut v = vec![
@@ -109,9 +68,9 @@ fn encode_and_decode_allocate_nothing() {
     };
 
     run(1_000);
-    let before = allocations();
+    let before = allocs();
     let (ok, errors, bytes) = run(100_000);
-    let after = allocations();
+    let after = allocs();
 
     // The loop really did the work it claims to.
     assert_eq!(ok + errors, 100_000);
@@ -128,8 +87,5 @@ fn encode_and_decode_allocate_nothing() {
 #[test]
 fn the_counter_counts() {
     // Without this, a broken allocator hook would make the test above pass vacuously.
-    let before = allocations();
-    let v = std::hint::black_box(vec![1u8; 100]);
-    drop(v);
-    assert!(allocations() > before);
+    assert_counter_works();
 }

@@ -5,47 +5,27 @@
 //! Needs a python with python-can and msgpack: `CANMC_PYTHON`, else `<repo>/.venv/bin/python`.
 //! Without one the test fails (it does not skip).
 
+mod common;
+mod lab;
+
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::process::Command;
 
 use canmc::frame::{flags, CanFrame, Channel, ChannelRef, FD_LENGTHS};
 use canmc::wire::pycan::{decode, encode, MAX_ENCODED};
 use canmc::DecodeError;
-
-fn python() -> PathBuf {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let py = match std::env::var_os("CANMC_PYTHON") {
-        Some(p) => PathBuf::from(p),
-        None => repo.join(".venv/bin/python"),
-    };
-    assert!(
-        py.exists(),
-        "no python interpreter at {} (set CANMC_PYTHON, or create the venv in the repository: \
-         `python3 -m venv .venv && .venv/bin/pip install python-can msgpack`)",
-        py.display()
-    );
-    py
-}
+use common::{hex, stdout_of};
+use lab::python;
 
 fn golden_lines() -> Vec<String> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/pycan_golden.py");
-    let py = python();
-    let out = Command::new(&py)
-        .arg(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {} {}: {e}", py.display(), script.display()));
-    assert!(
-        out.status.success(),
-        "{} failed (is python-can installed? `.venv/bin/pip install python-can msgpack`):\n{}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("script output is ASCII")
-        .lines()
-        .map(str::to_owned)
-        .collect()
+    let script = lab::repo().join("tools/pycan_golden.py");
+    stdout_of(
+        Command::new(python()).arg(&script),
+        &script.display().to_string(),
+    )
+    .lines()
+    .map(str::to_owned)
+    .collect()
 }
 
 fn unhex(s: &str) -> Vec<u8> {
@@ -57,10 +37,6 @@ fn unhex(s: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
         .collect()
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The CanFrame for the script's 11-token message description.

@@ -1,56 +1,19 @@
 //! The recorder allocates nothing per frame after `Recorder::create` (rotation
 //! included), and reading a recording allocates nothing after `Recording::open`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
 use canmc::record::{Record, Recorder, RecorderOptions, Recording};
 use canmc::{CanFrame, Channel, SenderAddr};
-
-/// Counts allocations made by threads that switched counting on.
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-}
-
-// SAFETY: forwards to the system allocator; the counter has no effect on allocation.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.alloc(layout)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        System.realloc(ptr, layout, new_size)
-    }
-}
+use common::alloc::{allocations, assert_counter_works};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made by `f` on this thread.
-fn allocations<T>(f: impl FnOnce() -> T) -> (usize, T) {
-    let before = ALLOCS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    let out = f();
-    COUNTING.with(|c| c.set(false));
-    (ALLOCS.load(Ordering::Relaxed) - before, out)
-}
+static GLOBAL: common::alloc::Counting = common::alloc::Counting;
 
 #[test]
 fn hot_paths_do_not_allocate() {
-    let dir = std::env::temp_dir().join(format!("canmc-alloc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    assert_counter_works();
+    let dir = common::tmpdir("alloc");
     let path = dir.join("a.cmc");
     let senders: Vec<SenderAddr> = ["127.0.0.1:1", "127.0.0.2:2", "[ff15::9]:3"]
         .iter()

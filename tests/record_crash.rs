@@ -2,6 +2,8 @@
 //! a child writes a deterministic frame sequence and is SIGKILLed at random moments;
 //! another child fills a 2 MiB tmpfs in its own mount namespace.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use canmc::record::{End, Record, RecordError, Recorder, RecorderOptions, Recording};
 use canmc::{CanFrame, Channel, SenderAddr};
+use common::{tmpdir, Rng};
 
 const CHILD_ENV: &str = "CANMC_RECORD_CRASH_CHILD";
 const DISK_FULL_ENV: &str = "CANMC_RECORD_DISKFULL_DIR";
@@ -94,23 +97,6 @@ impl Drop for KillOnDrop {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("canmc-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// Checks that the recording is exactly frames 0..n (with their loss records) for some
 /// n, and that it ended at an uncommitted record, not a corrupt one. Returns n.
 fn verify_prefix(path: &Path) -> (u64, u32) {
@@ -153,7 +139,7 @@ fn verify_prefix(path: &Path) -> (u64, u32) {
 
 #[test]
 fn kill_9_at_random_moments_leaves_a_prefix() {
-    let dir = scratch("crash");
+    let dir = tmpdir("crash");
     let path = dir.join("rec.cmc");
     let exe = std::env::current_exe().unwrap();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ std::process::id() as u64);
@@ -314,7 +300,7 @@ fn disk_full_child() {
 
 #[test]
 fn disk_full_stops_with_a_clear_error_and_keeps_the_file_valid() {
-    let dir = scratch("diskfull");
+    let dir = tmpdir("diskfull");
     let exe = std::env::current_exe().unwrap();
     let c = |s: &str| std::ffi::CString::new(s).unwrap();
     let (none, root, tmpfs, opts) = (c("none"), c("/"), c("tmpfs"), c("size=2m"));
@@ -371,7 +357,7 @@ fn disk_full_stops_with_a_clear_error_and_keeps_the_file_valid() {
 /// is every closed segment before it, not just the first one.
 #[test]
 fn kill_during_segment_creation_keeps_every_closed_segment() {
-    let dir = scratch("seg-create");
+    let dir = tmpdir("seg-create");
     let path = dir.join("rec.cmc");
     let mut rec = Recorder::create(&path, child_options()).unwrap();
     let n = 30_000u64;

@@ -2,8 +2,7 @@
 //! through a FrameSender (both wire formats, fast and timed) with no allocation in the
 //! replaying thread after start-up. Loopback only (IPv4 on `lo`, TTL 0).
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod common;
 
 use canmc::convert::FileFormat;
 use canmc::record::{Recorder, RecorderOptions};
@@ -12,32 +11,10 @@ use canmc::send::FrameSender;
 use canmc::socket::{McastConfig, SendSocket};
 use canmc::wire::{native, WireFormat};
 use canmc::CanFrame;
-
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-// SAFETY: defers to the system allocator; the thread-local counters are const-
-// initialised (no allocation to reach them) and only touched on this thread.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(|c| c.get()) {
-            ALLOCS.with(|a| a.set(a.get() + 1));
-        }
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use common::alloc::{allocations, assert_counter_works};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::alloc::Counting = common::alloc::Counting;
 
 const FRAMES: u64 = 100_000;
 
@@ -56,8 +33,8 @@ fn recording(dir: &std::path::Path) -> std::path::PathBuf {
 
 #[test]
 fn replay_allocates_nothing_per_frame() {
-    let dir = std::env::temp_dir().join(format!("canmc-replay-alloc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    assert_counter_works();
+    let dir = common::tmpdir("replay-alloc");
     let path = recording(&dir);
     let net = McastConfig::loopback_v4(42401);
     for (format, speed) in [
@@ -80,11 +57,8 @@ fn replay_allocates_nothing_per_frame() {
         // Warm-up: first use of the socket, the file and lazily initialised statics.
         replay(&path, FileFormat::Cmc, &mut tx, &opts, &|| false).unwrap();
 
-        ALLOCS.with(|a| a.set(0));
-        COUNTING.with(|c| c.set(true));
-        let stats = replay(&path, FileFormat::Cmc, &mut tx, &opts, &|| false).unwrap();
-        COUNTING.with(|c| c.set(false));
-        let allocs = ALLOCS.with(|a| a.get());
+        let (allocs, stats) =
+            allocations(|| replay(&path, FileFormat::Cmc, &mut tx, &opts, &|| false).unwrap());
         assert_eq!(stats.frames, FRAMES);
         // Opening the recording (mmap bookkeeping, path buffers) may allocate a few times
         // per play; nothing may scale with the number of frames.

@@ -1,102 +1,25 @@
 //! Proves the io_uring receive loop allocates nothing in steady state: 100 000 loopback
 //! multicast datagrams through `UringSource::poll` under a counting global allocator.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::net::{Ipv4Addr, SocketAddrV4};
-use std::os::fd::AsRawFd;
+mod common;
+
+use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use canmc::recv::uring::{UringSource, DEFAULT_BUF_COUNT, DEFAULT_BUF_SIZE};
 use canmc::recv::{DatagramSource, RecvMeta};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-
-/// Counts allocations made by threads that switched counting on, so the test harness'
-/// own threads cannot disturb the figure.
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-fn note_alloc() {
-    // try_with: the allocator may run while thread-locals are being torn down.
-    let _ = COUNTING.try_with(|on| {
-        if on.get() {
-            let _ = ALLOCS.try_with(|n| n.set(n.get() + 1));
-        }
-    });
-}
-
-// SAFETY: forwards every call unchanged to the system allocator; the bookkeeping touches
-// only const-initialised thread-locals, which never allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_alloc();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_alloc();
-        // SAFETY: same contract as our caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as our caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use common::alloc::{allocations, assert_counter_works};
+use common::udp::{sender, GROUP};
+use socket2::{SockAddr, Socket};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: common::alloc::Counting = common::alloc::Counting;
 
-const GROUP: Ipv4Addr = Ipv4Addr::new(239, 74, 163, 2);
 const PORT: u16 = 41010;
 
-fn setsockopt_int(s: &Socket, name: i32, value: i32) {
-    // SAFETY: passing a pointer to a live i32 and its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            name,
-            &value as *const i32 as *const libc::c_void,
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "setsockopt {name}: {}",
-        std::io::Error::last_os_error()
-    );
-}
-
 fn receiver() -> Socket {
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-    s.set_reuse_address(true).unwrap();
-    s.set_reuse_port(true).unwrap();
-    s.bind(&SocketAddrV4::new(GROUP, PORT).into()).unwrap();
-    s.join_multicast_v4(&GROUP, &Ipv4Addr::LOCALHOST).unwrap();
-    setsockopt_int(&s, libc::SO_TIMESTAMPNS, 1);
-    setsockopt_int(&s, libc::SO_RXQ_OVFL, 1);
+    let s = common::udp::receiver(PORT);
     s.set_recv_buffer_size(4 << 20).unwrap();
-    s
-}
-
-fn sender() -> Socket {
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-    s.bind(&SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0).into())
-        .unwrap();
-    s.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).unwrap();
-    s.set_multicast_ttl_v4(0).unwrap();
-    s.set_multicast_loop_v4(true).unwrap();
     s
 }
 
@@ -155,12 +78,12 @@ fn hundred_thousand_datagrams_allocate_nothing() {
     let mut seen = Seen::default();
     run(&mut src, &tx, &to, 0, WARMUP, &mut seen);
 
-    COUNTING.with(|c| c.set(true));
-    let started = Instant::now();
-    run(&mut src, &tx, &to, WARMUP, N, &mut seen);
-    let secs = started.elapsed().as_secs_f64();
-    COUNTING.with(|c| c.set(false));
-    let allocs = ALLOCS.with(Cell::get);
+    assert_counter_works();
+    let (allocs, secs) = allocations(|| {
+        let started = Instant::now();
+        run(&mut src, &tx, &to, WARMUP, N, &mut seen);
+        started.elapsed().as_secs_f64()
+    });
 
     assert_eq!(seen.received, WARMUP + N);
     assert_eq!(seen.out_of_order, 0);

@@ -2,45 +2,17 @@
 //! joined on 127.0.0.1, TTL 0): order and payloads, kernel metadata, recovery after the
 //! buffer ring runs dry, truncation, clean teardown.
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+mod common;
+
+use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use canmc::recv::uring::{UringSource, DEFAULT_BUF_COUNT, DEFAULT_BUF_SIZE};
 use canmc::recv::{DatagramSource, IoMode, RecvMeta};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
-
-const GROUP: Ipv4Addr = Ipv4Addr::new(239, 74, 163, 2);
-
-fn setsockopt_int(s: &Socket, level: i32, name: i32, value: i32) {
-    // SAFETY: passing a pointer to a live i32 and its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            level,
-            name,
-            &value as *const i32 as *const libc::c_void,
-            std::mem::size_of::<i32>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "setsockopt({level}, {name}): {}",
-        std::io::Error::last_os_error()
-    );
-}
-
-fn receiver(port: u16) -> Socket {
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-    s.set_reuse_address(true).unwrap();
-    s.set_reuse_port(true).unwrap();
-    s.bind(&SocketAddrV4::new(GROUP, port).into()).unwrap();
-    s.join_multicast_v4(&GROUP, &Ipv4Addr::LOCALHOST).unwrap();
-    setsockopt_int(&s, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1);
-    setsockopt_int(&s, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1);
-    s
-}
+use common::now_ns;
+use common::udp::{receiver, sender, GROUP};
+use socket2::{SockAddr, Socket};
 
 /// A receive buffer that holds `bytes` (beyond rmem_max when running as root).
 fn set_rcvbuf(s: &Socket, bytes: i32) {
@@ -59,16 +31,6 @@ fn set_rcvbuf(s: &Socket, bytes: i32) {
     }
 }
 
-fn sender() -> Socket {
-    let s = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).unwrap();
-    s.bind(&SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0).into())
-        .unwrap();
-    s.set_multicast_if_v4(&Ipv4Addr::LOCALHOST).unwrap();
-    s.set_multicast_ttl_v4(0).unwrap();
-    s.set_multicast_loop_v4(true).unwrap();
-    s
-}
-
 /// Datagram `seq`: its length varies from 4 to 1403 bytes, the first 4 bytes are `seq`,
 /// the rest a pattern derived from it.
 fn fill(seq: u32, buf: &mut [u8]) -> usize {
@@ -78,13 +40,6 @@ fn fill(seq: u32, buf: &mut [u8]) -> usize {
         *b = (seq as usize + i * 31) as u8;
     }
     len
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
 }
 
 #[test]

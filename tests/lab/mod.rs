@@ -1,5 +1,6 @@
 //! Shared helpers for the integration tests: run shell scripts inside the network lab
 //! (`tools/netlab.sh`), find the python-can interpreter, and read candump log lines.
+//! (What does not need the lab, JSON summaries included, is in `tests/common`.)
 //!
 //! Every networked test goes through [`Lab::run`] or [`Lab::run_hosts`], so its packets
 //! stay inside namespaces the lab created (SPEC §9's network rule). A missing python-can
@@ -94,14 +95,15 @@ impl LabRun {
     /// Panics, showing the script's output, unless it exited 0.
     #[track_caller]
     pub fn assert_ok(&self) -> &LabRun {
-        assert!(
-            self.status.success(),
-            "lab script failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-            self.status,
-            self.stdout,
-            self.stderr
-        );
+        assert!(self.status.success(), "{}", self.failure());
         self
+    }
+
+    fn failure(&self) -> String {
+        format!(
+            "lab script failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.status, self.stdout, self.stderr
+        )
     }
 }
 
@@ -176,6 +178,19 @@ impl Lab {
     /// The scratch directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Panics unless `run` exited 0, showing its output and that of `files` (in `$T`).
+    #[track_caller]
+    pub fn assert_ok(&self, run: &LabRun, files: &[&str]) {
+        if run.status.success() {
+            return;
+        }
+        let mut msg = format!("{}\n(in {})", run.failure(), self.dir.display());
+        for f in files {
+            msg += &format!("\n--- {f} ---\n{}", self.read(f));
+        }
+        panic!("{msg}");
     }
 
     /// Contents of a file the script wrote into `$T` (empty if absent).
@@ -268,18 +283,4 @@ pub fn pycan_kinds() -> Vec<String> {
         .lines()
         .map(str::to_owned)
         .collect()
-}
-
-/// Value of `"key":` in one compact JSON line from `pycan_peer.py recv`, as raw text
-/// (strings keep their quotes). Enough for the peer's flat objects of plain values.
-pub fn json_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":");
-    let start = line.find(&pat)? + pat.len();
-    let rest = &line[start..];
-    let end = if let Some(string) = rest.strip_prefix('"') {
-        string.find('"')? + 2
-    } else {
-        rest.find([',', '}'])?
-    };
-    Some(&rest[..end])
 }
