@@ -657,6 +657,52 @@ fn stop_ends_the_receive_thread_promptly_and_closes_consumers() {
     assert_eq!(handles[0].recv_timeout(Duration::from_secs(30)), None);
 }
 
+/// What was queued in the socket when the stop came: `stop_after_draining` takes all of
+/// it in, a plain `stop` leaves it (the fake source hands out 32 per poll, so a plain
+/// stop sees at most a few polls' worth).
+#[test]
+fn stop_after_draining_takes_in_what_the_socket_holds() {
+    const N: usize = 5_000;
+    for drain in [true, false] {
+        let items: Vec<_> = (0..N as u32)
+            .map(|i| {
+                (
+                    encode(&frame(i, 0x100, false)),
+                    meta(u64::from(i), "10.0.0.1:1"),
+                )
+            })
+            .collect();
+        let (src, allowed) = FakeSource::new(items);
+        allowed.store(0, Ordering::Release);
+        let (engine, mut handles) = Engine::start(src, cfg(1, Dispatch::All)).unwrap();
+        let consumer = collect_all(vec![handles.remove(0)]).remove(0);
+        thread::sleep(Duration::from_millis(50));
+        // The burst arrives, and the stop right behind it.
+        allowed.store(usize::MAX, Ordering::Release);
+        if drain {
+            engine.stop_after_draining();
+            engine.stop_after_draining(); // asking twice changes nothing
+        } else {
+            engine.stop();
+        }
+        wait_until("receive thread exit", || engine.is_finished());
+        let stats = engine.stats();
+        engine.join().unwrap();
+        let got = frames(&consumer.join().unwrap());
+        if drain {
+            assert_eq!(got.len(), N, "drained: every queued datagram");
+            assert_eq!(stats.datagrams, N as u64);
+            assert!(got.iter().enumerate().all(|(i, f)| seq_of(f) == i as u32));
+        } else {
+            assert!(
+                got.len() < N,
+                "a plain stop read everything: the test shows nothing"
+            );
+            assert_eq!(stats.datagrams, got.len() as u64);
+        }
+    }
+}
+
 #[test]
 fn source_error_ends_the_engine_and_is_returned_by_join() {
     let (engine, mut handles) =
