@@ -127,7 +127,7 @@ fn parse_date(text: &str) -> Option<u64> {
     }
     // SAFETY: tm is plain old data; zero is a valid value for every field.
     let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    tm.tm_year = year - 1900;
+    tm.tm_year = year.checked_sub(1900)?;
     tm.tm_mon = month - 1;
     tm.tm_mday = day;
     tm.tm_hour = hour;
@@ -421,8 +421,12 @@ fn parse_line(line: &str, hex: bool) -> Result<Line, String> {
     let finish = |mut f: CanFrame, ch: &str| -> Result<Line, String> {
         f.validate().map_err(|e| e.to_string())?;
         f.timestamp_ns = ts;
-        let n: i64 = ch.parse().map_err(|_| format!("bad channel '{ch}'"))?;
-        f.channel = Channel::int(n - 1);
+        let n = ch
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .ok_or_else(|| format!("bad channel '{ch}'"))?;
+        f.channel = Channel::int(n);
         Ok(Line::Frame(f))
     };
     let error_frame = || {

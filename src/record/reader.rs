@@ -249,8 +249,9 @@ impl Recording {
             _ => path.clone(),
         };
         rec.segs.push(first.0);
-        n += 1;
-        while closed {
+        // A header may claim the last segment number: then no segment can follow.
+        while let (true, Some(next)) = (closed, n.checked_add(1)) {
+            n = next;
             let p = segment_path(&base, n);
             if !p.exists() {
                 break;
@@ -269,7 +270,6 @@ impl Recording {
                     break;
                 }
             }
-            n += 1;
         }
         Ok(rec)
     }
@@ -349,11 +349,10 @@ impl Recording {
             f.set_len(end).map_err(|e| io("truncate", &seg_path, e))?;
             f.sync_all().map_err(|e| io("fsync", &seg_path, e))?;
         }
-        if let Some(b) = &base {
-            let next = segment_path(b, last.number + 1);
+        if let (Some(b), Some(number)) = (&base, last.number.checked_add(1)) {
+            let next = segment_path(b, number);
             let id = r.recording_id;
-            if next.exists() && matches!(open_seg(&next, Some(last.number + 1), Some(id)), Ok(None))
-            {
+            if next.exists() && matches!(open_seg(&next, Some(number), Some(id)), Ok(None)) {
                 std::fs::remove_file(&next).map_err(|e| io("remove", &next, e))?;
             }
         }
