@@ -24,7 +24,10 @@ fuzz_target!(|data: &[u8]| {
             let n = f.write_text(&mut out);
             match parse_frame(&out[..n]) {
                 Ok(back) => assert_eq!(back, f, "{:?}", String::from_utf8_lossy(&out[..n])),
-                Err(e) => panic!("{f:?} written as {:?}: {e}", String::from_utf8_lossy(&out[..n])),
+                Err(e) => panic!(
+                    "{f:?} written as {:?}: {e}",
+                    String::from_utf8_lossy(&out[..n])
+                ),
             }
         }
         if let Ok(Some(f)) = parse_log_line(line) {
@@ -37,8 +40,16 @@ fuzz_target!(|data: &[u8]| {
                 other => panic!("{f:?} written as {written:?}, read back as {other:?}"),
             };
             assert_eq!(back.content(), f.content(), "{written:?}");
-            assert_eq!(back.timestamp_ns, f.timestamp_ns / 1000 * 1000, "{written:?}");
-            assert_eq!(back.channel.to_string(), f.channel.to_string(), "{written:?}");
+            assert_eq!(
+                back.timestamp_ns,
+                f.timestamp_ns / 1000 * 1000,
+                "{written:?}"
+            );
+            assert_eq!(
+                back.channel.to_string(),
+                f.channel.to_string(),
+                "{written:?}"
+            );
         }
     }
 });

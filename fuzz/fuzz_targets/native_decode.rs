@@ -72,7 +72,11 @@ fuzz_target!(|data: &[u8]| {
         let n = native::seal(&mut buf, data.len(), &common::KEY);
         if n > 0 {
             let sealed = &buf[..n];
-            assert_eq!(native::verify(sealed, &common::KEY), Ok(()), "sealed datagram fails verify");
+            assert_eq!(
+                native::verify(sealed, &common::KEY),
+                Ok(()),
+                "sealed datagram fails verify"
+            );
             let was_sealed = u16::from_le_bytes([data[10], data[11]]) & native::FLAG_AUTH != 0;
             if let (Ok(info), false) = (result, was_sealed) {
                 let mut i = 0;
@@ -87,7 +91,11 @@ fuzz_target!(|data: &[u8]| {
 
     // Demux: the same frames as decode (sender stamped), a repeat is a duplicate.
     if wire::detect(data) == WireFormat::Native {
-        let sender = SenderAddr::from("[2001:db8::7]:57000".parse::<std::net::SocketAddr>().unwrap());
+        let sender = SenderAddr::from(
+            "[2001:db8::7]:57000"
+                .parse::<std::net::SocketAddr>()
+                .unwrap(),
+        );
         let meta = RecvMeta {
             timestamp_ns: 1_700_000_000_000_000_000,
             sender,

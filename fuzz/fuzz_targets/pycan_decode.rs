@@ -69,7 +69,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         let mut keyed = Demux::with_key(Some(common::KEY));
-        let out = keyed.decode(data, &meta, |_| panic!("keyed Demux delivered a pycan frame"));
+        let out = keyed.decode(data, &meta, |_| {
+            panic!("keyed Demux delivered a pycan frame")
+        });
         assert_eq!(out.error, Some(DecodeError::BadAuth));
     }
 });

@@ -100,12 +100,18 @@ pub fn check_text_capture(format: canmc::convert::FileFormat, name: &str, data: 
     let (r, strict) = read(ReadOptions::default(), usize::MAX);
     match r {
         Ok(s) => {
-            assert_eq!(stats.skipped, 0, "strict read passed lines skip_bad skipped");
+            assert_eq!(
+                stats.skipped, 0,
+                "strict read passed lines skip_bad skipped"
+            );
             assert_eq!(s.events, stats.events);
             assert_eq!(strict, all);
         }
         Err(ConvertError::Parse { .. }) => {
-            assert!(stats.skipped > 0, "strict read failed where skip_bad skipped nothing");
+            assert!(
+                stats.skipped > 0,
+                "strict read failed where skip_bad skipped nothing"
+            );
             assert!(all.starts_with(&strict), "strict read is not a prefix");
         }
         Err(e) => panic!("strict read failed with {e}"),
@@ -121,7 +127,11 @@ pub fn check_text_capture(format: canmc::convert::FileFormat, name: &str, data: 
             usize::MAX,
         );
         assert_eq!(r.expect("read with start_ns").events, late.len() as u64);
-        let want: Vec<_> = all.iter().filter(|f| f.timestamp_ns >= t).copied().collect();
+        let want: Vec<_> = all
+            .iter()
+            .filter(|f| f.timestamp_ns >= t)
+            .copied()
+            .collect();
         assert_eq!(late, want, "start_ns {t}");
 
         let (r, first) = read(lenient, 1);
