@@ -63,6 +63,14 @@ trap 'rm -rf "$SCRATCH"' EXIT
 mkdir -p "$SCRATCH/tmp"
 
 ms() { date +%s%3N; }
+# What a failed libFuzzer run says: the panic, libFuzzer's verdict, the input it saved.
+why() {
+    {
+        grep -A1 -m1 'panicked at' "$1" || true
+        grep -m1 'ERROR: libFuzzer' "$1" || true
+        grep -m1 'Test unit written to' "$1" || true
+    } | sed 's/^/    /'
+}
 secs() { printf '%d.%d' $(($1 / 1000)) $(($1 % 1000 / 100)); }
 
 t0=$(ms)
@@ -86,8 +94,7 @@ for t in "${targets[@]}"; do
             >"$SCRATCH/regression.log" 2>&1; then
             failed+=("$t:${r##*/}")
             echo "fuzz: $t FAILED on regression input $r:"
-            grep -A1 -m1 'panicked at' "$SCRATCH/regression.log" | sed 's/^/    /' ||
-                tail -5 "$SCRATCH/regression.log" | sed 's/^/    /'
+            why "$SCRATCH/regression.log"
         fi
     done
     runs=$((RUNS[$t] * SCALE))
@@ -106,8 +113,11 @@ for t in "${targets[@]}"; do
     total_ms=$((total_ms + took))
     if [[ $status -ne 0 ]]; then
         failed+=("$t")
-        echo "fuzz: $t FAILED after $cases cases, $(secs $took) s (exit $status); log tail:"
-        grep -v -e '^#[0-9]' -e '^[[:space:]]*NEW_FUNC' "$log" | tail -40 | sed 's/^/    /'
+        echo "fuzz: $t FAILED after $cases cases, $(secs $took) s (exit $status):"
+        why "$log"
+        mkdir -p "fuzz/artifacts/$t"
+        cp "$log" "fuzz/artifacts/$t/fuzz.log"
+        echo "    whole log: fuzz/artifacts/$t/fuzz.log"
     else
         note=""
         [[ $cases -ge $runs ]] || note="  (stopped by -max_total_time=$MAX_TIME before $runs)"
