@@ -157,7 +157,7 @@ fn reseal(seg: &mut [u8]) {
     let mut off = u32_at(seg, 40) as usize;
     while off + 8 <= seg.len() {
         let size = u16_at(seg, off + 4);
-        if size < 8 || size % format::RECORD_ALIGN != 0 || off + size > seg.len() {
+        if size < 8 || !size.is_multiple_of(format::RECORD_ALIGN) || off + size > seg.len() {
             break;
         }
         if u32_at(seg, off) != 0 {
