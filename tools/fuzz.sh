@@ -4,7 +4,8 @@
 #
 # Usage: tools/fuzz.sh [TARGET...]        (default: every target below)
 # Env:   CANMC_FUZZ_SCALE    integer factor on every target's case count (default 1; 10
-#                            for a longer run). At scale 1 the targets run 1.5 M cases.
+#                            for a longer run; 0 only replays the corpus and the
+#                            regressions). At scale 1 the targets run 1.5 M cases.
 #        CANMC_FUZZ_MAX_TIME safety cap in seconds per target (default 300): a target that
 #                            reaches it stops early (reported, not a failure).
 #        CARGO_BUILD_JOBS    as for cargo (e.g. 1 on a shared machine).

@@ -23,6 +23,6 @@ if [[ ${CANMC_FUZZ:-1} != 0 ]]; then
     bash tools/fuzz.sh || fuzz=$?
 fi
 if [[ $tests -ne 0 || $fuzz -ne 0 ]]; then
-    echo "test.sh: FAILED (cargo test exit $tests, fuzz exit $fuzz)" >&2
+    echo "test.sh: FAILED (cargo test exit $tests, tools/fuzz.sh exit $fuzz)" >&2
     exit $((tests != 0 ? tests : fuzz))
 fi
