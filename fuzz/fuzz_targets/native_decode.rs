@@ -3,10 +3,11 @@
 //!
 //! Asserts: no panic; every delivered frame is valid with zeroed bytes past its payload;
 //! the counts of `DatagramInfo` add up (frames delivered + records skipped or not reached
-//! = records announced); `peek` and the kind-specific decoders agree with `decode`;
-//! `seal` with the key always yields a datagram `verify` accepts; `Demux` delivers the
-//! same frames as `decode` (only after `verify` when keyed), and a datagram seen twice
-//! is a duplicate whose frames are not delivered again.
+//! = records announced); `peek` (header only) and the kind-specific decoders agree with
+//! `decode`; a native datagram sealed with the key always passes `verify` and decodes to
+//! the same frames; `Demux` delivers the same frames as `decode` (only after `verify`
+//! when keyed), and a datagram seen twice is a duplicate whose frames are not delivered
+//! again.
 #![no_main]
 
 mod common;
