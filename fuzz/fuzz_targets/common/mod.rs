@@ -28,8 +28,10 @@ pub fn check_frame(f: &CanFrame) {
 
 /// A private scratch directory for the whole-file targets, made once per process and
 /// removed when it exits normally: `canmc-fuzz-<pid>` under `$TMPDIR` if set, else under
-/// `/dev/shm` (RAM: a disk-backed /tmp can be 100 times slower), else under /tmp.
-/// Every iteration reuses the same file names inside it.
+/// `/dev/shm` (RAM: a disk-backed /tmp can be 50 times slower), else under /tmp.
+/// Every iteration reuses the same file names inside it. A process that crashes (a
+/// finding, or `tmin`) cannot remove its directory; the next one removes those of
+/// processes that are gone.
 pub fn scratch_dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     extern "C" fn remove_scratch_dir() {
@@ -43,12 +45,31 @@ pub fn scratch_dir() -> &'static PathBuf {
             None if shm.is_dir() => shm.to_path_buf(),
             _ => std::env::temp_dir(),
         };
+        remove_stale(&base);
         let dir = base.join(format!("canmc-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create the fuzz scratch directory");
         // SAFETY: registers a plain `extern "C" fn` that only touches a set OnceLock.
         unsafe { libc::atexit(remove_scratch_dir) };
         dir
     })
+}
+
+/// Removes the `canmc-fuzz-<pid>` directories in `base` whose process no longer exists.
+fn remove_stale(base: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("canmc-fuzz-")) else {
+            continue;
+        };
+        if pid.bytes().all(|b| b.is_ascii_digit())
+            && !std::path::Path::new("/proc").join(pid).exists()
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Writes `data` to `name` in the scratch directory and returns its path.
