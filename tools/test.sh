@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # test.sh — the README's test command: the python-can venv, then every test in release
-# mode (the network tests are timing-sensitive; debug builds are too slow for them).
+# mode (the network tests are timing-sensitive; debug builds are too slow for them), then
+# a bounded libFuzzer run of every fuzz target (tools/fuzz.sh, docs/fuzzing.md: ~1.5 M
+# cases; the first run also installs cargo-fuzz and builds the targets).
 #
 # Usage: tools/test.sh [extra cargo test args...]
 # Env:   CANMC_PYTHON overrides the venv interpreter the interop tests use.
+#        CANMC_FUZZ=0 skips the fuzz run (quick local runs).
+# The fuzz run happens even when tests failed; the script fails if either did.
 set -euo pipefail
 
 REPO=$(dirname "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")")
@@ -12,4 +16,13 @@ if [[ -z "${CANMC_PYTHON:-}" ]]; then
     bash tools/setup-venv.sh >/dev/null
 fi
 # --no-fail-fast: one failing test binary must not hide the results of the others.
-exec cargo test --release --no-fail-fast "$@"
+tests=0
+cargo test --release --no-fail-fast "$@" || tests=$?
+fuzz=0
+if [[ ${CANMC_FUZZ:-1} != 0 ]]; then
+    bash tools/fuzz.sh || fuzz=$?
+fi
+if [[ $tests -ne 0 || $fuzz -ne 0 ]]; then
+    echo "test.sh: FAILED (cargo test exit $tests, tools/fuzz.sh exit $fuzz)" >&2
+    exit $((tests != 0 ? tests : fuzz))
+fi
