@@ -145,12 +145,18 @@ impl fmt::Debug for Channel {
 
 impl fmt::Display for Channel {
     /// The interface name candump would print: the string, `can<N>` for an integer
-    /// (as python-can's log writer does), `vcan0` for none.
+    /// (as python-can's log writer does), `vcan0` for none. An all-digit string gets the
+    /// `can` prefix too, unless the name would then be too long to read back as a
+    /// channel ([`CHANNEL_STR_MAX`] bytes).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.get() {
             ChannelRef::None => f.write_str("vcan0"),
             ChannelRef::Int(n) => write!(f, "can{n}"),
-            ChannelRef::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            ChannelRef::Str(s)
+                if !s.is_empty()
+                    && s.len() + 3 <= CHANNEL_STR_MAX
+                    && s.bytes().all(|b| b.is_ascii_digit()) =>
+            {
                 write!(f, "can{s}")
             }
             ChannelRef::Str(s) => f.write_str(s),
@@ -792,6 +798,12 @@ mod tests {
         assert_eq!(Channel::str("can1").unwrap().get(), ChannelRef::Str("can1"));
         assert_eq!(Channel::int(2).to_string(), "can2");
         assert_eq!(Channel::str("vcan3").unwrap().to_string(), "vcan3");
+        // An all-digit name is shown as python-can shows an integer, when that fits.
+        assert_eq!(Channel::str("7").unwrap().to_string(), "can7");
+        let long = "7".repeat(CHANNEL_STR_MAX - 2);
+        assert_eq!(Channel::str(&long).unwrap().to_string(), long);
+        let name = Channel::str(&long).unwrap().to_string();
+        assert!(Channel::str(&name).is_ok(), "a shown name reads back");
         assert!(matches!(
             Channel::str("a-channel-name-that-is-too-long"),
             Err(FrameError::ChannelTooLong(_))

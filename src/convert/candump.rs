@@ -199,7 +199,8 @@ fn parse_timestamp(t: &str) -> Option<u64> {
 /// Accepts every variant can-utils and python-can write: a trailing ` R`/` T`
 /// direction, 1–9 fraction digits, `##` flags 0–F, `_DLC` suffixes, extra spaces. The
 /// interface name becomes the frame's string channel (names over 22 bytes are an
-/// error).
+/// error, except `can<N>` for an integer too wide for a string channel: that becomes
+/// the integer channel `N`, as it was written).
 pub fn parse_log_line(line: &str) -> Result<Option<CanFrame>, LogLineError> {
     let line = line.trim();
     if line.is_empty() || line.starts_with('#') {
@@ -220,7 +221,15 @@ pub fn parse_log_line(line: &str) -> Result<Option<CanFrame>, LogLineError> {
     let timestamp_ns = parse_timestamp(ts).ok_or(LogLineError::Timestamp)?;
     let mut frame = parse_frame(frame_text.as_bytes()).map_err(LogLineError::Frame)?;
     frame.timestamp_ns = timestamp_ns;
-    frame.channel = Channel::str(iface).map_err(LogLineError::Frame)?;
+    frame.channel = match Channel::str(iface) {
+        Ok(channel) => channel,
+        // What an integer channel too wide for a string channel is written as.
+        Err(e) => iface
+            .strip_prefix("can")
+            .and_then(|n| n.parse::<i64>().ok())
+            .map(Channel::int)
+            .ok_or(LogLineError::Frame(e))?,
+    };
     Ok(Some(frame))
 }
 
@@ -310,6 +319,22 @@ mod tests {
         );
         let back = parse_log_line(&log_line(&f)).unwrap().unwrap();
         assert_eq!(back, f);
+        // Every channel reads back as the name it was written as, even the widest.
+        for channel in [
+            Channel::int(i64::MIN),
+            Channel::int(i64::MAX),
+            Channel::int(-1),
+            Channel::str(&"7".repeat(20)).unwrap(),
+            Channel::str("1").unwrap(),
+            Channel::NONE,
+        ] {
+            let f = frame("123#00", 1_000, channel);
+            let line = log_line(&f);
+            let back = parse_log_line(&line).unwrap().unwrap();
+            assert_eq!(back.channel.to_string(), channel.to_string(), "{line}");
+            assert_eq!(log_line(&back), line);
+        }
+        assert!(parse_log_line("(1.0) can99999999999999999999999 123#00").is_err());
     }
 
     #[test]
