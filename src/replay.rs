@@ -141,6 +141,9 @@ fn wait_until(deadline: Instant, stop: &dyn Fn() -> bool) -> bool {
     }
 }
 
+/// With no timing, frames share one clock read per this many.
+const FAST_CLOCK_EVERY: u64 = 64;
+
 fn wall_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -162,6 +165,8 @@ pub fn replay(
     let mut io_error = None;
     // The wall-clock instant the current play's timeline starts at.
     let mut play_start = Instant::now();
+    // `--fast`: the send time stamped on the current run of frames.
+    let mut fast_now = 0u64;
     while opts.loops.is_none_or(|n| stats.loops < n) && !stop() {
         let mut first_ts: Option<u64> = None;
         let mut prev_ts: Option<u64> = None;
@@ -230,7 +235,13 @@ pub fn replay(
                         return false;
                     }
                 } else {
-                    out.timestamp_ns = wall_ns();
+                    // As fast as possible: frames leave in batches of up to 256 per
+                    // sendmmsg anyway, so the clock is read once per 64 frames (a read
+                    // per frame was 2 % of the replay's time).
+                    if stats.frames % FAST_CLOCK_EVERY == 0 {
+                        fast_now = wall_ns();
+                    }
+                    out.timestamp_ns = fast_now;
                     if let Err(e) = tx.send(&out, out.timestamp_ns) {
                         io_error = Some(e);
                         return false;
