@@ -245,6 +245,8 @@ pub struct UringSource {
     /// With a single-issuer ring: the thread that enabled it, the only one the kernel
     /// lets drive it.
     owner: Option<std::thread::ThreadId>,
+    /// How many datagrams `poll` gathers before it returns while they keep coming.
+    batch: usize,
     /// Geometry, for rebuilding on another thread.
     cq_entries: u32,
     buf_size: usize,
@@ -310,6 +312,7 @@ impl UringSource {
             armed: false,
             disabled,
             owner: None,
+            batch: batch_hint.max(1),
             cq_entries: cq,
             buf_size,
             stats: UringStats::default(),
@@ -515,7 +518,24 @@ impl DatagramSource for UringSource {
         } else if !self.ring.submission().is_empty() {
             submit_now(&self.ring)?;
         }
-        self.drain(on_datagram)
+        let mut total = self.drain(on_datagram)?;
+        let mut last = total;
+        // Under load the kernel receives a few dozen datagrams per run of the multishot;
+        // while runs come back full, collect more without waiting, so that the caller's
+        // per-batch work (publishing counters, waking consumers) is paid once per
+        // `batch` datagrams, as with recvmmsg, rather than once per run.
+        while last >= BUSY_RUN && total < self.batch {
+            let ts = types::Timespec::new();
+            let args = types::SubmitArgs::new().timespec(&ts);
+            match self.ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e) if is_wait_interrupted(&e) => {}
+                Err(e) => return Err(e),
+            }
+            last = self.drain(on_datagram)?;
+            total += last;
+        }
+        Ok(total)
     }
 
     fn mode(&self) -> IoMode {
@@ -542,6 +562,9 @@ impl Drop for UringSource {
         }
     }
 }
+
+/// A run of at least this many datagrams means more are probably waiting.
+const BUSY_RUN: usize = 16;
 
 /// A ring with a registered provided-buffer ring of `count` buffers, all published.
 /// The bool: the ring was created disabled, to be enabled by the thread that drives it.
