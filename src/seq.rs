@@ -19,6 +19,10 @@
 //! - [`WINDOW`] or more below `highest`, or more than [`MAX_FORWARD_GAP`] above it:
 //!   [`SeqEvent::Restart`] — the sender restarted with the same id (or the datagram is
 //!   too old to place); tracking starts again from this number and earlier counts stay.
+//!   With [`SeqTracker::reject_stale`] (receivers with an authentication key), a number
+//!   [`WINDOW`] or more below `highest` is a [`SeqEvent::Duplicate`] instead: an
+//!   authentic datagram that old can only be a replayed copy, since canmc's senders take
+//!   a new random id when they restart.
 //!
 //! A sender that restarts normally picks a new random id and is simply a new sender.
 //! When the table is full, the least recently seen sender is evicted; its counts are
@@ -128,7 +132,7 @@ impl Slot {
         self.test_and_set(seq);
     }
 
-    fn observe(&mut self, seq: u64) -> SeqEvent {
+    fn observe(&mut self, seq: u64, reject_stale: bool) -> SeqEvent {
         self.stats.received += 1;
         if seq > self.highest {
             let d = seq - self.highest;
@@ -156,6 +160,10 @@ impl Slot {
             };
         }
         let back = self.highest - seq;
+        if back >= WINDOW && reject_stale {
+            self.stats.duplicates += 1;
+            return SeqEvent::Duplicate;
+        }
         if back >= WINDOW {
             self.stats.restarts += 1;
             self.rebase(seq);
@@ -187,6 +195,7 @@ pub struct SeqTracker {
     tick: u64,
     evicted: SeqStats,
     evictions: u64,
+    reject_stale: bool,
 }
 
 impl SeqTracker {
@@ -198,7 +207,16 @@ impl SeqTracker {
             tick: 0,
             evicted: SeqStats::default(),
             evictions: 0,
+            reject_stale: false,
         }
+    }
+
+    /// Treats a datagram [`WINDOW`] or more behind its sender's highest number as a
+    /// replayed copy ([`SeqEvent::Duplicate`]) rather than a restart of the sender with
+    /// the same id. For authenticated streams, where nobody but a key holder can make a
+    /// datagram and canmc's senders restart with a new id.
+    pub fn reject_stale(&mut self, on: bool) {
+        self.reject_stale = on;
     }
 
     /// Accounts for one datagram of `sender` with sequence number `seq`.
@@ -226,7 +244,7 @@ impl SeqTracker {
         self.last = idx;
         let slot = &mut self.slots[idx];
         slot.last_use = self.tick;
-        slot.observe(seq)
+        slot.observe(seq, self.reject_stale)
     }
 
     #[inline]
@@ -335,6 +353,37 @@ mod tests {
                 restarts: 0
             }
         );
+    }
+
+    /// With `reject_stale`, a datagram a whole window behind is a replayed copy: dropped
+    /// as a duplicate, and tracking goes on from the real sender's position (without it,
+    /// the same datagram restarts tracking).
+    #[test]
+    fn reject_stale_turns_an_old_number_into_a_duplicate() {
+        for reject in [false, true] {
+            let mut t = SeqTracker::new(2);
+            t.reject_stale(reject);
+            t.observe(9, 0);
+            for seq in 1..=2 * WINDOW {
+                assert_eq!(t.observe(9, seq), SeqEvent::InOrder);
+            }
+            let replayed = t.observe(9, 5);
+            let next = t.observe(9, 2 * WINDOW + 1);
+            let s = t.stats(9).unwrap();
+            if reject {
+                assert_eq!(replayed, SeqEvent::Duplicate);
+                assert_eq!(next, SeqEvent::InOrder);
+                assert_eq!((s.duplicates, s.restarts, s.lost), (1, 0, 0));
+            } else {
+                assert_eq!(replayed, SeqEvent::Restart);
+                assert_eq!(s.restarts, 1);
+            }
+        }
+        // A forward jump beyond MAX_FORWARD_GAP is still a restart either way.
+        let mut t = SeqTracker::new(1);
+        t.reject_stale(true);
+        t.observe(1, 0);
+        assert_eq!(t.observe(1, MAX_FORWARD_GAP + 5), SeqEvent::Restart);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use canmc::bus::{Bus, BusConfig};
 use canmc::frame::{CanFrame, Channel};
 use canmc::recv::RecvMeta;
 use canmc::send::FrameSender;
+use canmc::seq::SeqEvent;
 use canmc::socket::{McastConfig, SendSocket};
 use canmc::wire::native::{self, AuthKey, NativeBatcher, DEFAULT_MAX_DATAGRAM, TAG_LEN};
 use canmc::wire::{pycan, DecodeError, Demux, WireFormat};
@@ -83,6 +84,38 @@ fn authenticated_round_trip_is_exact() {
     assert_eq!((r.error, r.frames as usize), (None, fs.len() - 1));
     assert_eq!(out, fs);
     assert_eq!(demux.seq().totals().received, 2);
+}
+
+/// A captured authentic datagram replayed after its sender has moved a whole window on
+/// is refused with a key (a duplicate: its frames are not delivered again, the real
+/// stream goes on uncounted as lost); without a key the same replay restarts tracking
+/// and its frames come out again.
+#[test]
+fn replayed_old_datagram_is_refused_with_a_key() {
+    use canmc::seq::WINDOW;
+    let n = WINDOW as usize + 20;
+    for key in [Some(KEY), None] {
+        let stream = datagrams(key, n + 1);
+        let mut demux = Demux::with_key(key);
+        let mut delivered = 0usize;
+        for d in &stream[..n] {
+            assert_eq!(demux.decode(d, &meta(), |_| delivered += 1).error, None);
+        }
+        let before = delivered;
+        let replay = demux.decode(&stream[3], &meta(), |_| delivered += 1);
+        assert_eq!(replay.error, None);
+        let after = demux.decode(&stream[n], &meta(), |_| delivered += 1);
+        let totals = demux.seq().totals();
+        if key.is_some() {
+            assert_eq!(replay.seq, Some(SeqEvent::Duplicate));
+            assert_eq!(delivered, before + 1, "only the real next datagram's frame");
+            assert_eq!(after.seq, Some(SeqEvent::InOrder));
+            assert_eq!((totals.duplicates, totals.restarts, totals.lost), (1, 0, 0));
+        } else {
+            assert_eq!(replay.seq, Some(SeqEvent::Restart));
+            assert_eq!(delivered, before + 2, "the replayed frame came out again");
+        }
+    }
 }
 
 #[test]

@@ -179,10 +179,10 @@ impl Demux {
     /// A demultiplexer that, given a key, accepts only native datagrams authenticated
     /// with it (see the type's documentation).
     pub fn with_key(key: Option<native::AuthKey>) -> Demux {
-        Demux {
-            seq: SeqTracker::new(crate::seq::DEFAULT_CAPACITY),
-            key,
-        }
+        let mut seq = SeqTracker::new(crate::seq::DEFAULT_CAPACITY);
+        // Authentic datagrams far behind their sender are replays, not a restart.
+        seq.reject_stale(key.is_some());
+        Demux { seq, key }
     }
 
     /// Whether datagrams must be authenticated.
