@@ -168,6 +168,52 @@ fn missing_values_are_refused() {
     );
 }
 
+#[test]
+fn bad_coalesce_values_are_refused() {
+    all_usage_errors(
+        "bad-coalesce",
+        &[
+            &[
+                "dump",
+                "--iface",
+                "lo",
+                "--coalesce",
+                "-1",
+                "--duration",
+                "2",
+            ],
+            &[
+                "dump",
+                "--iface",
+                "lo",
+                "--coalesce",
+                "nan",
+                "--duration",
+                "2",
+            ],
+            &[
+                "dump",
+                "--iface",
+                "lo",
+                "--coalesce",
+                "5000",
+                "--duration",
+                "2",
+            ],
+            &[
+                "record",
+                "--iface",
+                "lo",
+                "-o",
+                "x.cmc",
+                "--coalesce",
+                "inf",
+            ],
+            &["dump", "--iface", "lo", "--coalesce", "soon"],
+        ],
+    );
+}
+
 /// A bad frame among good ones: nothing reaches a python-can receiver; a good send right
 /// after does (so the receiver was listening).
 #[test]

@@ -199,3 +199,58 @@ fn sigterm_drains_what_was_received_before_the_summary() {
         "every frame sent is printed or a counted drop: {summary}"
     );
 }
+
+/// `--coalesce`: the receive thread waits after a small batch, and still every frame of a
+/// paced stream comes through, in order.
+#[test]
+fn coalescing_dump_gets_every_frame_in_order() {
+    let _turn = serial();
+    let port = "42305";
+    let n = 5_000u64;
+    let dump = spawn(&[
+        "dump",
+        "--iface",
+        "lo",
+        "--port",
+        port,
+        "-L",
+        "--coalesce",
+        "2",
+        "-n",
+        &n.to_string(),
+        "--duration",
+        "20",
+        "--json",
+    ]);
+    wait_until_answering(port, &[dump.id()]);
+    ok(&canmc(&[
+        "gen",
+        "--iface",
+        "lo",
+        "--port",
+        port,
+        "-n",
+        &n.to_string(),
+        "--rate",
+        "20000",
+        "-I",
+        "i",
+        "-L",
+        "8",
+    ]));
+    let out = dump.wait_with_output().unwrap();
+    ok(&out);
+    let text = String::from_utf8(out.stdout).unwrap();
+    let ids: Vec<u32> = text
+        .lines()
+        .filter(|l| l.starts_with('('))
+        .map(|l| {
+            let frame = l.split_whitespace().nth(2).unwrap();
+            u32::from_str_radix(frame.split('#').next().unwrap(), 16).unwrap()
+        })
+        .collect();
+    assert_eq!(ids.len() as u64, n, "{}", text.lines().last().unwrap_or(""));
+    for w in ids.windows(2) {
+        assert_eq!(w[1], (w[0] + 1) % 0x800, "in order, none missing");
+    }
+}

@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""CPU per frame of `canmc record` on each receive path, beside a `canmc gen` on lo.
+"""CPU per frame of `canmc record` (or `dump -q`) on each receive path, beside a
+`canmc gen` on lo.
 
 Usage (root; re-executes itself in a private network namespace, so nothing leaves it):
 
     python3 tools/bench_record_cpu.py [--canmc PATH] [--io uring,mmsg]
                                       [--rates 20000,300000,0] [--seconds 3] [--rounds 2]
+                                      [--command record|dump] [--variants ',--coalesce 1']
+
+`--variants` lists extra receiver arguments to compare, separated by commas (an empty
+item is the plain command).
 
 Rate 0 means unpaced (the sender's maximum, 1 000 000 frames). For each round, rate and
 receive path it starts `canmc record --iface lo --io IO -o /dev/shm/...cmc --json`, sends
@@ -37,11 +42,12 @@ def reexec_in_netns():
     os.execvpe("unshare", ["unshare", "-n", "sh", "-c", script, *sys.argv], env)
 
 
-def one(canmc, io, rate, seconds):
+def one(canmc, io, rate, seconds, command="record", extra=()):
     n = 1_000_000 if rate == 0 else int(rate * seconds)
     out = f"/dev/shm/canmc-bench-cpu-{os.getpid()}.cmc"
+    target = ["-o", out] if command == "record" else ["-q"]
     rec = subprocess.Popen(
-        [canmc, "record", "--iface", "lo", "--io", io, "-o", out, "--json"],
+        [canmc, command, "--iface", "lo", "--io", io, *target, "--json", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -63,6 +69,7 @@ def one(canmc, io, rate, seconds):
     summary = json.loads(lines[-1])
     cpu = ru.ru_utime + ru.ru_stime
     return {
+        "command": " ".join([command, *extra]),
         "io": io,
         "rate": rate or "max",
         "sent": n,
@@ -82,27 +89,34 @@ def main():
     ap.add_argument("--rates", default="20000,300000,0")
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--command", default="record", choices=["record", "dump"])
+    ap.add_argument("--variants", default="", help="extra receiver args, comma-separated")
     ap.add_argument("--json", action="store_true", help="one JSON object per line")
     a = ap.parse_args()
     if not in_private_netns():
         reexec_in_netns()
     print(f"# {a.canmc}; load average {os.getloadavg()[0]:.2f}", flush=True)
-    print("| round | io | offered fps | sent | recorded | kernel drops | CPU ns/frame (user + sys) |")
-    print("|---|---|---|---|---|---|---|")
-    for r in range(1, a.rounds + 1):
-        for rate in (int(x) for x in a.rates.split(",")):
-            for io in a.io.split(","):
-                res = one(a.canmc, io, rate, a.seconds)
-                if a.json:
-                    print(json.dumps({"round": r, **res}), flush=True)
-                    continue
-                print(
-                    f"| {r} | {io} | {res['rate']} | {res['sent']} | {res['frames']} | "
-                    f"{res['kernel_drops']} | {res['cpu_ns_per_frame']} "
-                    f"({res['user_ns']} + {res['sys_ns']}) |",
-                    flush=True,
-                )
-
+    print("| round | command | io | offered fps | sent | received | kernel drops | CPU ns/frame (user + sys) |")
+    print("|---|---|---|---|---|---|---|---|")
+    variants = [v.split() for v in a.variants.split(",")]
+    runs = [
+        (r, rate, io, extra)
+        for r in range(1, a.rounds + 1)
+        for rate in (int(x) for x in a.rates.split(","))
+        for io in a.io.split(",")
+        for extra in variants
+    ]
+    for r, rate, io, extra in runs:
+        res = one(a.canmc, io, rate, a.seconds, a.command, extra)
+        if a.json:
+            print(json.dumps({"round": r, **res}), flush=True)
+            continue
+        print(
+            f"| {r} | {res['command']} | {io} | {res['rate']} | {res['sent']} | "
+            f"{res['frames']} | {res['kernel_drops']} | {res['cpu_ns_per_frame']} "
+            f"({res['user_ns']} + {res['sys_ns']}) |",
+            flush=True,
+        )
 
 if __name__ == "__main__":
     main()
