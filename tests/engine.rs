@@ -668,7 +668,7 @@ fn stop_after_draining_takes_in_what_the_socket_holds() {
             .map(|i| {
                 (
                     encode(&frame(i, 0x100, false)),
-                    meta(u64::from(i), "10.0.0.1:1"),
+                    meta(u64::from(i), "127.0.0.1:1"),
                 )
             })
             .collect();
