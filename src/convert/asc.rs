@@ -563,11 +563,7 @@ pub fn read(
             Line::Other => return Ok(true),
             Line::Note(note, rel) => {
                 let ts = trigger.or(date).unwrap_or(0).saturating_add(rel);
-                if opts.start_ns.is_some_and(|t| ts < t) {
-                    return Ok(true);
-                }
-                events += 1;
-                return Ok(f(&note.event(ts)));
+                return Ok(opts.offer(ts, &note.event(ts), &mut events, f));
             }
             Line::Date(d) => {
                 date = d;
@@ -607,11 +603,7 @@ pub fn read(
         };
         last_rel = rel;
         frame.timestamp_ns = trigger.or(date).unwrap_or(0).saturating_add(rel);
-        if opts.start_ns.is_some_and(|t| frame.timestamp_ns < t) {
-            return Ok(true);
-        }
-        events += 1;
-        Ok(f(&Event::Frame(frame)))
+        Ok(opts.offer(frame.timestamp_ns, &Event::Frame(frame), &mut events, f))
     })?;
     stats.events = events;
     Ok(stats)

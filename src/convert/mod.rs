@@ -375,6 +375,24 @@ pub struct ReadOptions {
     pub start_ns: Option<u64>,
 }
 
+impl ReadOptions {
+    /// Hands `event` (at `timestamp_ns`) to `f` unless it is before `start_ns`, counting
+    /// it in `events`; the result is whether to go on.
+    pub(crate) fn offer(
+        &self,
+        timestamp_ns: u64,
+        event: &Event,
+        events: &mut u64,
+        f: &mut dyn FnMut(&Event) -> bool,
+    ) -> bool {
+        if self.start_ns.is_some_and(|t| timestamp_ns < t) {
+            return true;
+        }
+        *events += 1;
+        f(event)
+    }
+}
+
 /// What [`read_events`] went through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadStats {
@@ -477,22 +495,14 @@ pub fn read_events(
                     .strip_prefix('#')
                     .and_then(parse_loss_note)
                 {
-                    if opts.start_ns.is_some_and(|t| ts < t) {
-                        return Ok(true);
-                    }
-                    events += 1;
-                    return Ok(f(&note.event(ts)));
+                    return Ok(opts.offer(ts, &note.event(ts), &mut events, f));
                 }
                 let frame = match candump::parse_log_line(line) {
                     Ok(Some(frame)) => frame,
                     Ok(None) => return Ok(true),
                     Err(e) => return Err(e.to_string()),
                 };
-                if opts.start_ns.is_some_and(|t| frame.timestamp_ns < t) {
-                    return Ok(true);
-                }
-                events += 1;
-                Ok(f(&Event::Frame(frame)))
+                Ok(opts.offer(frame.timestamp_ns, &Event::Frame(frame), &mut events, f))
             })?;
             stats.events = events;
         }
