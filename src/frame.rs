@@ -18,6 +18,16 @@ pub const CAN_ERR_FLAG: u32 = 0x2000_0000;
 /// Data lengths a CAN FD frame may have.
 pub const FD_LENGTHS: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64];
 
+/// The CAN FD length of a DLC code (0–15); codes above 15 give 64.
+pub fn dlc_to_len(dlc: u8) -> u8 {
+    FD_LENGTHS[(dlc as usize).min(15)]
+}
+
+/// The smallest DLC code whose CAN FD length holds `len` bytes (64 and above give 15).
+pub fn len_to_dlc(len: u8) -> u8 {
+    FD_LENGTHS.iter().position(|&l| l >= len).unwrap_or(15) as u8
+}
+
 /// Bits of [`CanFrame::flags`].
 pub mod flags {
     /// 29-bit identifier.
@@ -232,6 +242,19 @@ impl fmt::Debug for SenderAddr {
     }
 }
 
+/// Which way a frame went on the bus, from the point of view of the node that logged it.
+///
+/// Network receivers see every frame as [`Direction::Rx`]; logs (candump's ` T`, ASC's
+/// `Tx`, BLF, TRC, MF4) say [`Direction::Tx`] for the logger's own transmissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Direction {
+    /// Received (python-can's `is_rx = True`), the default.
+    #[default]
+    Rx,
+    /// Transmitted by the node that logged it.
+    Tx,
+}
+
 /// One CAN or CAN FD frame with its receive metadata. 128 bytes, plain old data.
 ///
 /// Build frames with [`CanFrame::new`] (or [`str::parse`]) so they are validated;
@@ -248,7 +271,13 @@ pub struct CanFrame {
     /// Data length in bytes (0–8 classic, an FD length up to 64); the requested
     /// length for a remote frame.
     pub len: u8,
-    _reserved: [u8; 2],
+    /// The raw DLC code of a classic frame when it is 9–15 (the payload is then 8
+    /// bytes, as candump's `_C` suffix and Vector ASC's DLC column carry it); 0 when the
+    /// DLC is simply `len`. See [`CanFrame::dlc`].
+    pub raw_dlc: u8,
+    /// [`Direction`] as a byte (0 Rx, 1 Tx), so the frame stays plain bytes; read it
+    /// with [`CanFrame::direction`].
+    dir: u8,
     /// python-can channel.
     pub channel: Channel,
     /// Sender's address, when the frame came from the network.
@@ -276,6 +305,10 @@ pub enum FrameError {
     BrsWithoutFd,
     EsiWithoutFd,
     UnknownFlags(u8),
+    /// A raw DLC of 9–15 on something other than a classic frame with 8 data bytes.
+    RawDlcNotAllowed(u8),
+    /// The direction byte is neither Rx (0) nor Tx (1).
+    UnknownDirection(u8),
     ChannelTooLong(usize),
     ChannelNotUtf8,
     /// Text that is not can-utils frame syntax; the string says where.
@@ -304,6 +337,11 @@ impl fmt::Display for FrameError {
             BrsWithoutFd => f.write_str("bit rate switch (BRS) needs a CAN FD frame"),
             EsiWithoutFd => f.write_str("error state indicator (ESI) needs a CAN FD frame"),
             UnknownFlags(b) => write!(f, "unknown flag bits 0x{b:02X}"),
+            RawDlcNotAllowed(d) => write!(
+                f,
+                "raw DLC {d} is allowed only as 9-15 on a classic frame with 8 data bytes"
+            ),
+            UnknownDirection(d) => write!(f, "unknown direction {d} (0 Rx, 1 Tx)"),
             ChannelTooLong(n) => {
                 write!(f, "channel name is {n} bytes (max {CHANNEL_STR_MAX})")
             }
@@ -322,7 +360,8 @@ impl CanFrame {
         id: 0,
         flags: 0,
         len: 0,
-        _reserved: [0; 2],
+        raw_dlc: 0,
+        dir: 0,
         channel: Channel::NONE,
         sender: SenderAddr::NONE,
         _reserved2: [0; 4],
@@ -394,6 +433,14 @@ impl CanFrame {
                 return Err(FrameError::ErrorTooLong(len));
             }
         }
+        if self.dir > 1 {
+            return Err(FrameError::UnknownDirection(self.dir));
+        }
+        if self.raw_dlc != 0
+            && (fd || fl & flags::ERROR != 0 || len != 8 || !(9..=15).contains(&self.raw_dlc))
+        {
+            return Err(FrameError::RawDlcNotAllowed(self.raw_dlc));
+        }
         if fd {
             if !FD_LENGTHS.contains(&self.len) {
                 return Err(FrameError::FdLengthNotAllowed(len));
@@ -440,6 +487,32 @@ impl CanFrame {
         self.flags & flags::ESI != 0
     }
 
+    /// Rx or Tx (see [`Direction`]).
+    pub fn direction(&self) -> Direction {
+        if self.dir == 1 {
+            Direction::Tx
+        } else {
+            Direction::Rx
+        }
+    }
+
+    /// Sets the direction.
+    pub fn set_direction(&mut self, dir: Direction) {
+        self.dir = dir as u8;
+    }
+
+    /// The DLC code as it was on the bus: the raw DLC (9–15) where one was kept, the
+    /// FD length code for CAN FD, else the length.
+    pub fn dlc(&self) -> u8 {
+        if self.raw_dlc != 0 {
+            self.raw_dlc
+        } else if self.is_fd() {
+            len_to_dlc(self.len)
+        } else {
+            self.len
+        }
+    }
+
     /// The SocketCAN-style identifier as can-utils prints it: the error flag for error
     /// frames, otherwise the bare ID.
     pub fn text_id(&self) -> u32 {
@@ -484,6 +557,11 @@ impl CanFrame {
                 out[n] = HEX[(self.len & 0xF) as usize];
                 n += 1;
             }
+            if self.raw_dlc != 0 {
+                out[n] = b'_';
+                out[n + 1] = HEX[(self.raw_dlc & 0xF) as usize];
+                n += 2;
+            }
             return n;
         }
         if self.is_fd() {
@@ -497,10 +575,16 @@ impl CanFrame {
             out[n + 1] = HEX[(b & 0xF) as usize];
             n += 2;
         }
+        if self.raw_dlc != 0 {
+            out[n] = b'_';
+            out[n + 1] = HEX[(self.raw_dlc & 0xF) as usize];
+            n += 2;
+        }
         n
     }
 
-    /// Longest text [`CanFrame::write_text`] produces: 8 id digits, `##F`, 128 hex digits.
+    /// Longest text [`CanFrame::write_text`] produces: 8 id digits, `##F`, 128 hex digits
+    /// (a `_C` raw-DLC suffix only follows 8 classic bytes, so it never adds to this).
     pub const TEXT_MAX: usize = 8 + 3 + 128;
 }
 
@@ -524,8 +608,11 @@ impl fmt::Debug for CanFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "CanFrame({self} t={} ch={:?} from={:?})",
-            self.timestamp_ns, self.channel, self.sender
+            "CanFrame({self} t={} ch={:?} from={:?} {:?})",
+            self.timestamp_ns,
+            self.channel,
+            self.sender,
+            self.direction()
         )
     }
 }
@@ -546,7 +633,7 @@ fn hex_val(c: u8) -> Option<u8> {
 /// Parses can-utils frame syntax from bytes, without allocating on success.
 ///
 /// Accepts `ID#DATA`, `ID#R`, `ID#R<len>`, `ID##<flags><DATA>`, an optional `_<dlc>`
-/// suffix (classic 8-byte frames with a raw DLC of 9–F; the raw DLC is not kept), and
+/// suffix (classic 8-byte frames with a raw DLC of 9–F, kept in [`CanFrame::raw_dlc`]), and
 /// `.` separators between data bytes as cansend does. Three hex digits make a
 /// standard ID, eight an extended one; an 8-digit ID with the error flag
 /// (0x20000000) is an error frame.
@@ -596,10 +683,11 @@ pub fn parse_frame(text: &[u8]) -> Result<CanFrame, FrameError> {
                     .ok_or_else(|| syntax(format!("'{}': bad remote length", shown())))?;
                 frame.len = len;
             }
-            // `R_` suffix forms (`123#R8_9`) carry a raw DLC; keep the length.
+            // `R_` suffix forms (`123#R8_9`) carry a raw DLC (kept when it is 9–F).
             [c, b'_', d] if hex_val(*d).is_some() => {
                 frame.len = hex_val(*c)
                     .ok_or_else(|| syntax(format!("'{}': bad remote length", shown())))?;
+                frame.raw_dlc = raw_dlc_of(frame.len, hex_val(*d).unwrap_or(0));
             }
             _ => return Err(syntax(format!("'{}': bad remote frame", shown()))),
         }
@@ -623,10 +711,12 @@ pub fn parse_frame(text: &[u8]) -> Result<CanFrame, FrameError> {
         body = &body[2..];
     }
     // Optional `_<dlc>` suffix on classic 8-byte frames.
+    let mut suffix_dlc = None;
     if body.len() >= 2 && body[body.len() - 2] == b'_' {
-        if hex_val(body[body.len() - 1]).is_none() {
-            return Err(syntax(format!("'{}': bad _DLC suffix", shown())));
-        }
+        suffix_dlc = Some(
+            hex_val(body[body.len() - 1])
+                .ok_or_else(|| syntax(format!("'{}': bad _DLC suffix", shown())))?,
+        );
         body = &body[..body.len() - 2];
     }
     let mut len = 0usize;
@@ -656,8 +746,27 @@ pub fn parse_frame(text: &[u8]) -> Result<CanFrame, FrameError> {
         }
     }
     frame.len = len as u8;
+    if let Some(dlc) = suffix_dlc {
+        if frame.is_fd() {
+            return Err(syntax(format!(
+                "'{}': a _DLC suffix needs a classic frame",
+                shown()
+            )));
+        }
+        frame.raw_dlc = raw_dlc_of(frame.len, dlc);
+    }
     frame.validate()?;
     Ok(frame)
+}
+
+/// The raw DLC to keep for a `_<dlc>` suffix: only 9–15 after 8 bytes mean anything
+/// (candump writes the suffix only then; a suffix equal to the length says nothing new).
+fn raw_dlc_of(len: u8, dlc: u8) -> u8 {
+    if len == 8 && dlc > 8 {
+        dlc
+    } else {
+        0
+    }
 }
 
 impl std::str::FromStr for CanFrame {
@@ -692,6 +801,46 @@ mod tests {
         ] {
             assert_eq!(p(input).to_string(), output, "input {input}");
         }
+    }
+
+    #[test]
+    fn raw_dlc_round_trips_through_text() {
+        let f = p("123#1122334455667788_C");
+        assert_eq!(f.raw_dlc, 0xC);
+        assert_eq!(f.dlc(), 12);
+        assert_eq!(f.len, 8);
+        assert_eq!(f.to_string(), "123#1122334455667788_C");
+        let r = p("123#R8_9");
+        assert_eq!((r.len, r.raw_dlc), (8, 9));
+        assert_eq!(r.to_string(), "123#R8_9");
+        // A suffix that says nothing beyond the length is not kept.
+        assert_eq!(p("123#1122334455667788_8").raw_dlc, 0);
+        assert!("123##01122334455667788_C".parse::<CanFrame>().is_err());
+        let mut bad = p("123#11");
+        bad.raw_dlc = 9;
+        assert_eq!(bad.validate(), Err(FrameError::RawDlcNotAllowed(9)));
+    }
+
+    #[test]
+    fn direction_defaults_to_rx_and_is_checked() {
+        let mut f = p("123#11");
+        assert_eq!(f.direction(), Direction::Rx);
+        f.set_direction(Direction::Tx);
+        assert_eq!(f.direction(), Direction::Tx);
+        assert!(f.validate().is_ok());
+        assert_ne!(f.content(), p("123#11").content(), "direction is content");
+    }
+
+    #[test]
+    fn dlc_codes_and_lengths() {
+        assert_eq!(dlc_to_len(9), 12);
+        assert_eq!(dlc_to_len(15), 64);
+        assert_eq!(len_to_dlc(64), 15);
+        assert_eq!(len_to_dlc(13), 10);
+        assert_eq!(len_to_dlc(5), 5);
+        assert_eq!(p("123##0").dlc(), 0);
+        let fd = CanFrame::new(0x1, flags::FD, &[0; 48]).unwrap();
+        assert_eq!(fd.dlc(), 14);
     }
 
     #[test]

@@ -24,5 +24,5 @@ pub mod socket;
 pub mod summary;
 pub mod wire;
 
-pub use frame::{CanFrame, Channel, ChannelRef, FrameError, SenderAddr};
+pub use frame::{CanFrame, Channel, ChannelRef, Direction, FrameError, SenderAddr};
 pub use wire::{DecodeError, WireFormat};
