@@ -114,7 +114,7 @@ impl NetArgs {
         cfg.ttl = self.ttl.unwrap_or(if on_lo { 0 } else { 1 });
         cfg.loopback = !self.no_loopback;
         cfg.sources = self.source.clone();
-        cfg.validate()?;
+        cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
     }
 

@@ -25,10 +25,10 @@ use std::io;
 use std::time::{Duration, Instant};
 
 use crate::frame::{CanFrame, FrameError, SenderAddr};
-use crate::recv::{self, DatagramSource, IoMode, RecvConfig};
+use crate::recv::{self, DatagramSource, Demux, IoMode, RecvConfig};
 use crate::seq::SeqEvent;
 use crate::socket::{McastConfig, RecvSocket, SendSocket};
-use crate::wire::{native, pycan, DecodeError, Demux};
+use crate::wire::{native, pycan, DecodeError};
 
 /// How to open a [`Bus`].
 #[derive(Clone)]

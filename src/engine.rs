@@ -56,11 +56,11 @@ use std::thread::{self, JoinHandle, Thread, ThreadId};
 use std::time::{Duration, Instant};
 
 use crate::frame::{CanFrame, SenderAddr};
-use crate::recv::{DatagramSource, IoMode, RecvMeta};
+use crate::recv::{DatagramSource, Demux, IoMode, RecvMeta};
 use crate::ring::{self, Consumer, Producer};
 use crate::seq::SeqEvent;
 use crate::wire::native::{self, PingProbe, Role};
-use crate::wire::{DecodeError, Demux};
+use crate::wire::DecodeError;
 
 /// How frames are shared out among consumers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -6,6 +6,7 @@
 //! [`crate::send`].
 
 use std::ffi::{CStr, CString};
+use std::fmt;
 use std::io;
 use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -72,43 +73,102 @@ impl McastConfig {
 
     /// Checks what can be checked without touching the system: the group is multicast,
     /// and an interface address and the sources are of the group's family.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), McastConfigError> {
         if !self.group.is_multicast() {
-            return Err(format!(
-                "{} is not a multicast group address (IPv4 224.0.0.0/4, IPv6 ff00::/8)",
-                self.group
-            ));
+            return Err(McastConfigError::NotMulticast { group: self.group });
         }
-        let family = |a: &IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
         if let Some(Ok(addr)) = self.iface.as_deref().map(str::parse::<IpAddr>) {
             if addr.is_ipv4() != self.group.is_ipv4() {
-                return Err(format!(
-                    "interface address {addr} is {} but group {} is {}",
-                    family(&addr),
-                    self.group,
-                    family(&self.group)
-                ));
+                return Err(McastConfigError::IfaceFamily {
+                    iface: addr,
+                    group: self.group,
+                });
             }
         }
-        for s in &self.sources {
+        for &s in &self.sources {
             if s.is_ipv4() != self.group.is_ipv4() {
-                return Err(format!(
-                    "source {s} is {} but group {} is {}",
-                    family(s),
-                    self.group,
-                    family(&self.group)
-                ));
+                return Err(McastConfigError::SourceFamily {
+                    source: s,
+                    group: self.group,
+                });
             }
             if s.is_multicast() || s.is_unspecified() {
-                return Err(format!("source {s} is not a unicast sender address"));
+                return Err(McastConfigError::SourceNotUnicast { source: s });
             }
         }
         if self.ttl > 255 {
-            return Err(format!("TTL / hop limit {} is above 255", self.ttl));
+            return Err(McastConfigError::TtlTooLarge { ttl: self.ttl });
         }
         Ok(())
     }
 }
+
+/// Why a [`McastConfig`] cannot work, found by [`McastConfig::validate`] before any
+/// socket is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum McastConfigError {
+    /// The group is not a multicast address.
+    NotMulticast {
+        /// The configured group.
+        group: IpAddr,
+    },
+    /// The interface is given by an address of the other family than the group's.
+    IfaceFamily {
+        /// The interface address.
+        iface: IpAddr,
+        /// The configured group.
+        group: IpAddr,
+    },
+    /// A source address is of the other family than the group's.
+    SourceFamily {
+        /// The source address.
+        source: IpAddr,
+        /// The configured group.
+        group: IpAddr,
+    },
+    /// A source address that cannot send (multicast or unspecified).
+    SourceNotUnicast {
+        /// The source address.
+        source: IpAddr,
+    },
+    /// A TTL / hop limit above 255.
+    TtlTooLarge {
+        /// The configured value.
+        ttl: u32,
+    },
+}
+
+impl fmt::Display for McastConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let family = |a: &IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+        match self {
+            McastConfigError::NotMulticast { group } => write!(
+                f,
+                "{group} is not a multicast group address (IPv4 224.0.0.0/4, IPv6 ff00::/8)"
+            ),
+            McastConfigError::IfaceFamily { iface, group } => write!(
+                f,
+                "interface address {iface} is {} but group {group} is {}",
+                family(iface),
+                family(group)
+            ),
+            McastConfigError::SourceFamily { source, group } => write!(
+                f,
+                "source {source} is {} but group {group} is {}",
+                family(source),
+                family(group)
+            ),
+            McastConfigError::SourceNotUnicast { source } => {
+                write!(f, "source {source} is not a unicast sender address")
+            }
+            McastConfigError::TtlTooLarge { ttl } => {
+                write!(f, "TTL / hop limit {ttl} is above 255")
+            }
+        }
+    }
+}
+
+impl std::error::Error for McastConfigError {}
 
 /// A socket joined to one group, ready for [`crate::recv`].
 pub struct RecvSocket {
@@ -120,7 +180,8 @@ impl RecvSocket {
     /// Opens, binds to `group:port`, joins (per source when `cfg.sources` is set) and
     /// turns on kernel timestamps and the drop counter.
     pub fn open(cfg: &McastConfig) -> io::Result<RecvSocket> {
-        cfg.validate().map_err(invalid)?;
+        cfg.validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let iface = cfg.iface.as_deref().map(Iface::resolve).transpose()?;
         let index = iface.as_ref().map_or(0, |i| i.index);
         let sock = new_udp(cfg.group)?;
@@ -219,7 +280,8 @@ impl SendSocket {
     }
 
     fn open_with(cfg: &McastConfig, connect: bool) -> io::Result<SendSocket> {
-        cfg.validate().map_err(invalid)?;
+        cfg.validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let iface = cfg.iface.as_deref().map(Iface::resolve).transpose()?;
         let index = iface.as_ref().map_or(0, |i| i.index);
         let sock = new_udp(cfg.group)?;
@@ -305,10 +367,6 @@ fn new_udp(group: IpAddr) -> io::Result<Socket> {
         Domain::IPV6
     };
     Socket::new(domain, Type::DGRAM.cloexec(), Some(Protocol::UDP))
-}
-
-fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
 }
 
 /// Prefixes an OS error with what was being attempted, keeping its kind.
@@ -541,19 +599,52 @@ mod tests {
 
     #[test]
     fn validate_rejects_mixed_families_and_unicast_groups() {
+        let v6 = IpAddr::V6(DEFAULT_GROUP_V6);
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let mut c = McastConfig::new("10.0.0.1".parse().unwrap(), 1);
-        assert!(c.validate().unwrap_err().contains("not a multicast"));
-        c.group = IpAddr::V6(DEFAULT_GROUP_V6);
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            e,
+            McastConfigError::NotMulticast {
+                group: "10.0.0.1".parse().unwrap()
+            }
+        );
+        assert!(e.to_string().contains("10.0.0.1 is not a multicast"), "{e}");
+        c.group = v6;
         c.iface = Some("127.0.0.1".into());
-        assert!(c.validate().unwrap_err().contains("is IPv4 but group"));
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            e,
+            McastConfigError::IfaceFamily {
+                iface: lo,
+                group: v6
+            }
+        );
+        assert!(e.to_string().contains("127.0.0.1 is IPv4 but group"), "{e}");
         c.iface = None;
-        c.sources = vec!["127.0.0.1".parse().unwrap()];
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .contains("source 127.0.0.1 is IPv4"));
+        c.sources = vec![lo];
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            e,
+            McastConfigError::SourceFamily {
+                source: lo,
+                group: v6
+            }
+        );
+        assert!(e.to_string().contains("source 127.0.0.1 is IPv4"), "{e}");
+        c.sources = vec!["ff02::1".parse().unwrap()];
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("not a unicast sender"), "{e}");
         c.sources = vec!["fe80::1".parse().unwrap()];
         assert!(c.validate().is_ok());
+        c.ttl = 256;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e, McastConfigError::TtlTooLarge { ttl: 256 });
+        assert_eq!(e.to_string(), "TTL / hop limit 256 is above 255");
+        // What `RecvSocket::open` makes of it: an InvalidInput error with the same text.
+        let io = RecvSocket::open(&c).err().unwrap();
+        assert_eq!(io.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(io.to_string(), e.to_string());
     }
 
     #[test]

@@ -10,20 +10,22 @@ use std::time::Duration;
 
 use canmc::bus::{Bus, BusConfig};
 use canmc::frame::{CanFrame, Channel};
-use canmc::recv::RecvMeta;
+use canmc::recv::{Demux, RecvMeta};
 use canmc::send::FrameSender;
 use canmc::seq::SeqEvent;
 use canmc::socket::{McastConfig, SendSocket};
 use canmc::wire::native::{self, AuthKey, NativeBatcher, DEFAULT_MAX_DATAGRAM, TAG_LEN};
-use canmc::wire::{pycan, DecodeError, Demux, WireFormat};
+use canmc::wire::{pycan, DecodeError, WireFormat};
 use common::alloc::{allocs, assert_counter_works};
 use common::{canmc, command, hex, json_u64, ok, settle, spawn, tmpdir, wait_until_answering_with};
 
 #[global_allocator]
 static GLOBAL: common::alloc::Counting = common::alloc::Counting;
 
-const KEY: AuthKey = *b"0123456789abcdef0123456789abcdef";
-const OTHER: AuthKey = *b"0123456789abcdef0123456789abcdeX";
+const KEY_BYTES: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+const OTHER_BYTES: [u8; 32] = *b"0123456789abcdef0123456789abcdeX";
+const KEY: AuthKey = AuthKey::from_bytes(KEY_BYTES);
+const OTHER: AuthKey = AuthKey::from_bytes(OTHER_BYTES);
 
 fn frames() -> Vec<CanFrame> {
     [
@@ -323,7 +325,7 @@ fn keyed_buses_talk_and_a_stranger_counts_bad_auth() {
 /// [`KEY`] in the file `k` of `dir`; its path, for `--key-file`.
 fn key_file(dir: &std::path::Path) -> String {
     let k = dir.join("k");
-    std::fs::write(&k, KEY).unwrap();
+    std::fs::write(&k, KEY_BYTES).unwrap();
     k.to_str().unwrap().to_owned()
 }
 
@@ -332,7 +334,7 @@ fn cli_key_file_gen_to_dump() {
     let dir = tmpdir("auth");
     let k = &key_file(&dir);
     let other = dir.join("other");
-    std::fs::write(&other, hex(&OTHER) + "\n").unwrap();
+    std::fs::write(&other, hex(&OTHER_BYTES) + "\n").unwrap();
     let other = other.to_str().unwrap();
     let port = "42702";
     let n = 3000u64;

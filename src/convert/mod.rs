@@ -108,7 +108,38 @@ impl fmt::Display for ConvertError {
     }
 }
 
-impl std::error::Error for ConvertError {}
+impl std::error::Error for ConvertError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConvertError::Io { source, .. } => Some(source),
+            ConvertError::Record(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod error_source_tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn wrapped_errors_are_the_source() {
+        let io = ConvertError::Io {
+            path: "x.log".into(),
+            source: io::Error::new(io::ErrorKind::NotFound, "gone"),
+        };
+        assert_eq!(io.source().unwrap().to_string(), "gone");
+        let rec = ConvertError::Record(RecordError::TableFull);
+        assert_eq!(
+            rec.source().unwrap().to_string(),
+            RecordError::TableFull.to_string()
+        );
+        assert!(ConvertError::UnknownExtension("x.y".into())
+            .source()
+            .is_none());
+    }
+}
 
 impl From<RecordError> for ConvertError {
     fn from(e: RecordError) -> Self {

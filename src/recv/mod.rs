@@ -1,7 +1,9 @@
 //! Receive loops: where datagrams come off the socket in batches, with their kernel
-//! metadata. io_uring (multishot recvmsg, provided-buffer ring) or recvmmsg.
+//! metadata. io_uring (multishot recvmsg, provided-buffer ring) or recvmmsg; then
+//! [`Demux`] turns each datagram into frames.
 
 pub mod cmsg;
+mod demux;
 pub mod mmsg;
 pub mod uring;
 
@@ -85,6 +87,7 @@ pub fn socket_drops(sock: &socket2::Socket) -> io::Result<u32> {
     Ok(info[drops])
 }
 
+pub use demux::{Demux, Demuxed};
 pub use mmsg::RecvConfig;
 
 /// Opens the receive path `mode` asks for on a configured socket.
