@@ -378,7 +378,7 @@ mod tests {
             assert!(!text.contains(&hex(&bytes)), "{text}");
             assert!(!text.contains(&hex(&bytes[..8])), "{text}");
             assert!(
-                !text.contains(&format!("{:?}", &bytes[..4]).trim_end_matches(']')),
+                !text.contains(format!("{:?}", &bytes[..4]).trim_end_matches(']')),
                 "{text}"
             );
         }
