@@ -57,7 +57,7 @@ impl canmc::engine::InlineConsumer for RecordSink {
 }
 
 pub(crate) fn run(a: RecordArgs) -> Result<(), Failure> {
-    let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
+    let filters = FilterSet::new(a.filters.clone());
     let format = FileFormat::from_path(&a.output).map_err(|e| Failure::usage(e.to_string()))?;
     let opts = WriterOptions {
         recorder: RecorderOptions {
