@@ -73,7 +73,7 @@ pub(crate) fn run(a: GenArgs) -> Result<(), Failure> {
             sent += 1;
         }
         outages.check();
-        status.update(start, sent, "");
+        status.update(start, sent, None);
     }
     tx.flush(now_ns()).map_err(send_err)?;
     status.clear();

@@ -176,11 +176,7 @@ pub(crate) fn run_receiver(
             status.update(
                 start,
                 frames.get(),
-                &format!(
-                    "drops {} gaps {}",
-                    s.kernel_drops + s.ring_drops,
-                    s.seq_gaps
-                ),
+                Some((s.kernel_drops + s.ring_drops, s.seq_gaps)),
             );
             consumer.wait(Duration::from_millis(50));
             continue;

@@ -101,11 +101,7 @@ pub(crate) fn run(a: RecordArgs) -> Result<(), Failure> {
     while !stopped() && !running.is_finished() && deadline.is_none_or(|d| Instant::now() < d) {
         std::thread::sleep(Duration::from_millis(20));
         let s = counters.snapshot();
-        status.update(
-            start,
-            s.frames,
-            &format!("drops {} gaps {}", s.kernel_drops, s.seq_gaps),
-        );
+        status.update(start, s.frames, Some((s.kernel_drops, s.seq_gaps)));
     }
     status.clear();
     let elapsed = start.elapsed();
