@@ -675,18 +675,12 @@ fn summary_from(
     Summary {
         command,
         io: Some(io_mode_name(io)),
-        frames,
-        datagrams: stats.datagrams,
-        bytes: stats.bytes,
+        stats: canmc::engine::Stats {
+            frames,
+            filtered: filtered + stats.filtered,
+            ..*stats
+        },
         elapsed,
-        decode_errors: stats.decode_errors,
-        kernel_drops: stats.kernel_drops,
-        ring_drops: stats.ring_drops,
-        seq_gaps: stats.seq_gaps,
-        duplicates: stats.duplicates,
-        reordered: stats.reordered,
-        senders: stats.senders,
-        filtered: filtered + stats.filtered,
         ..Summary::default()
     }
 }
@@ -938,9 +932,12 @@ fn cmd_gen(a: GenArgs) -> Result<(), Failure> {
     outages.finish();
     let sum = Summary {
         command: "gen",
-        frames: tx.frames(),
-        datagrams: tx.datagrams_sent(),
-        bytes: tx.bytes(),
+        stats: canmc::engine::Stats {
+            frames: tx.frames(),
+            datagrams: tx.datagrams_sent(),
+            bytes: tx.bytes(),
+            ..Default::default()
+        },
         elapsed: start.elapsed(),
         unsent: tx.health().unsent(),
         outages: tx.health().outages(),
@@ -1584,9 +1581,12 @@ fn cmd_replay(a: ReplayArgs) -> Result<(), Failure> {
     outages.finish();
     let sum = Summary {
         command: "replay",
-        frames: stats.frames,
-        datagrams: tx.datagrams_sent(),
-        bytes: tx.bytes(),
+        stats: canmc::engine::Stats {
+            frames: stats.frames,
+            datagrams: tx.datagrams_sent(),
+            bytes: tx.bytes(),
+            ..Default::default()
+        },
         elapsed: stats.elapsed,
         unsent: tx.health().unsent(),
         outages: tx.health().outages(),
