@@ -48,6 +48,40 @@ fn frames() -> Vec<CanFrame> {
     .collect()
 }
 
+/// A configuration holding a key can be printed (logs, panics): its `Debug` output shows
+/// that there is a key, never the key, in any of the forms a key is written in.
+#[test]
+fn debug_of_a_config_never_shows_the_key() {
+    let engine = canmc::engine::EngineConfig {
+        auth_key: Some(KEY),
+        ..Default::default()
+    };
+    let mut bus = BusConfig::new(McastConfig::loopback_v4(42799));
+    bus.auth_key = Some(KEY);
+    let demux = Demux::with_key(Some(KEY));
+    let decimal = format!("{:?}", KEY_BYTES);
+    let forms = [
+        hex(&KEY_BYTES),
+        hex(&KEY_BYTES).to_uppercase(),
+        String::from_utf8(KEY_BYTES.to_vec()).unwrap(),
+        decimal[1..decimal.len() - 1].to_owned(),
+    ];
+    for text in [
+        format!("{engine:?}"),
+        format!("{engine:#?}"),
+        format!("{bus:?}"),
+        format!("{demux:?}"),
+        format!("{:?}", Some(KEY)),
+    ] {
+        assert!(text.contains("AuthKey(<hidden>)"), "{text}");
+        for form in &forms {
+            assert!(!text.contains(form.as_str()), "{form} in {text}");
+        }
+        // Not even a part of it (the first 8 bytes, in hex).
+        assert!(!text.contains(&hex(&KEY_BYTES[..8])), "{text}");
+    }
+}
+
 /// One datagram per frame group, sequence numbers 0, 1, 2, …, sealed with `key`.
 fn datagrams(key: Option<AuthKey>, n: usize) -> Vec<Vec<u8>> {
     let mut b = NativeBatcher::with_key(0x5EED, DEFAULT_MAX_DATAGRAM, 0, key);
@@ -312,14 +346,14 @@ fn keyed_buses_talk_and_a_stranger_counts_bad_auth() {
     assert!(stranger.recv(Duration::from_millis(300)).unwrap().is_none());
     let c = stranger.counters();
     assert_eq!(
-        c.decode_errors[DecodeError::BadAuth as usize],
+        c.received.decode_error(DecodeError::BadAuth),
         fs.len() as u64
     );
-    assert_eq!((c.frames_received, c.seq_gaps), (0, 0));
+    assert_eq!((c.received.frames, c.received.seq_gaps), (0, 0));
     // A python-can datagram from the plain bus is refused by the keyed one.
     plain.send(&fs[0]).unwrap();
     assert!(b.recv(Duration::from_millis(300)).unwrap().is_none());
-    assert_eq!(b.counters().decode_errors[DecodeError::BadAuth as usize], 1);
+    assert_eq!(b.counters().received.decode_error(DecodeError::BadAuth), 1);
 }
 
 /// [`KEY`] in the file `k` of `dir`; its path, for `--key-file`.

@@ -1,7 +1,7 @@
 //! The blocking Bus on loopback (IPv4 on `lo`, TTL 0): two buses talk, own frames are
 //! dropped unless asked for, invalid frames never reach the wire.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,9 @@ fn bus(port: u16, io: IoMode, recv_own: bool) -> Bus {
 #[test]
 fn two_buses_exchange_every_kind_on_both_io_paths() {
     for (port, io) in [(42101, IoMode::Uring), (42102, IoMode::Mmsg)] {
+        if io == IoMode::Uring && !common::uring_expected() {
+            continue;
+        }
         let mut a = bus(port, io, false);
         let mut b = bus(port, io, false);
         assert_eq!(b.io_mode(), io);
@@ -61,7 +64,7 @@ fn two_buses_exchange_every_kind_on_both_io_paths() {
         // The sender does not hear itself by default.
         assert_eq!(a.recv(Duration::from_millis(200)).unwrap(), None);
         assert_eq!(a.counters().own_dropped, texts.len() as u64);
-        assert_eq!(b.counters().frames_received, texts.len() as u64);
+        assert_eq!(b.counters().received.frames, texts.len() as u64);
     }
 }
 
@@ -92,7 +95,7 @@ fn invalid_frames_are_refused_and_not_sent() {
     ));
     assert_eq!(a.counters().frames_sent, 0);
     assert_eq!(b.recv(Duration::from_millis(300)).unwrap(), None);
-    assert_eq!(b.counters().datagrams_received, 0);
+    assert_eq!(b.counters().received.datagrams, 0);
 }
 
 #[test]
