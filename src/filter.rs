@@ -104,6 +104,7 @@ pub struct FilterSet {
 }
 
 impl FilterSet {
+    /// A set of these filters (empty: everything passes).
     pub fn new(filters: Vec<IdFilter>) -> Self {
         FilterSet { filters }
     }
@@ -117,6 +118,7 @@ impl FilterSet {
         Ok(FilterSet { filters })
     }
 
+    /// True when there are no filters (everything passes).
     pub fn is_empty(&self) -> bool {
         self.filters.is_empty()
     }

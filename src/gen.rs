@@ -102,14 +102,23 @@ impl FromStr for Payload {
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct GenConfig {
+    /// CAN ID (`-I`): random, incrementing or fixed.
     pub id: Mode<u32>,
+    /// Data length (`-L`): random, incrementing or fixed.
     pub len: Mode<u8>,
+    /// Payload (`-D`): random, incrementing or fixed bytes.
     pub data: Mode<Payload>,
+    /// 29-bit IDs (`-e`).
     pub extended: bool,
+    /// CAN FD frames (`-f`).
     pub fd: bool,
+    /// FD frames with bit-rate switch (`-b`).
     pub brs: bool,
+    /// FD frames with the error-state indicator set (`-E`).
     pub esi: bool,
+    /// Remote (RTR) frames (`-R`).
     pub remote: bool,
+    /// Seed of the random modes: the same seed gives the same frames.
     pub seed: u64,
 }
 

@@ -8,6 +8,9 @@
 //!                                                               │
 //! frame (the one frame type everything carries)                 └──► record (.cmc)
 //! ```
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 pub mod bus;
 pub mod convert;
 pub mod engine;

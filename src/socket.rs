@@ -171,6 +171,7 @@ impl fmt::Display for McastConfigError {
 impl std::error::Error for McastConfigError {}
 
 /// A socket joined to one group, ready for [`crate::recv`].
+#[derive(Debug)]
 pub struct RecvSocket {
     sock: Socket,
     warnings: Vec<String>,
@@ -257,6 +258,7 @@ impl RecvSocket {
 
 /// A socket connected to `group:port`, so its local address is the real source address
 /// receivers will see.
+#[derive(Debug)]
 pub struct SendSocket {
     sock: Socket,
     local: SocketAddr,

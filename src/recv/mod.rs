@@ -31,7 +31,9 @@ pub enum IoMode {
     /// io_uring when the kernel allows it, else recvmmsg.
     #[default]
     Auto,
+    /// io_uring (multishot recvmsg with a provided-buffer ring), or fail.
     Uring,
+    /// recvmmsg.
     Mmsg,
 }
 

@@ -30,12 +30,17 @@ pub struct PingProbe {
 pub enum Role {
     /// A role this build does not know (or none given).
     Unknown = 0,
+    /// `canmc dump`.
     Dump = 1,
+    /// `canmc record`.
     Record = 2,
     /// An application embedding the library.
     App = 3,
+    /// `canmc send`.
     Send = 4,
+    /// `canmc gen`.
     Gen = 5,
+    /// `canmc replay`.
     Replay = 6,
 }
 
@@ -79,6 +84,7 @@ pub struct PingAnswer {
     pub probe_id: u64,
     /// The probe's `sent_ns`, echoed so the prober needs no state for round-trip times.
     pub probe_sent_ns: u64,
+    /// What the answering program is doing.
     pub role: Role,
     /// Process id of the answering program.
     pub pid: u32,
@@ -88,6 +94,7 @@ pub struct PingAnswer {
     pub frames_seen: u64,
     /// Host name bytes (`host_len` of them are meaningful).
     pub host: [u8; HOST_MAX],
+    /// How many bytes of `host` are the name (at most [`HOST_MAX`]).
     pub host_len: u8,
 }
 
