@@ -424,7 +424,7 @@ fn set_rcvbuf(sock: &Socket, want: usize, warnings: &mut Vec<String>) -> io::Res
 
 /// The warning for a receive buffer of `got` bytes (as `SO_RCVBUF` reads back, which
 /// the kernel doubles for its bookkeeping) when `want` was asked for.
-pub fn rcvbuf_warning(want: usize, got: usize) -> Option<String> {
+pub(crate) fn rcvbuf_warning(want: usize, got: usize) -> Option<String> {
     (got < want).then(|| {
         format!(
             "receive buffer capped at {} (asked {}); raise net.core.rmem_max \
@@ -479,7 +479,7 @@ fn join_source(sock: &Socket, group: IpAddr, source: IpAddr, index: u32) -> io::
 
 /// An interface resolved from a name or an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Iface {
+pub(crate) struct Iface {
     /// Kernel interface index.
     pub index: u32,
     /// Its name.
@@ -490,7 +490,7 @@ pub struct Iface {
 
 impl Iface {
     /// Resolves `"lo"`, `"eth0"` or an address such as `"192.0.2.7"` to an interface.
-    pub fn resolve(spec: &str) -> io::Result<Iface> {
+    pub(crate) fn resolve(spec: &str) -> io::Result<Iface> {
         let not_found = |what: String| io::Error::new(io::ErrorKind::NotFound, what);
         let want_addr = spec.parse::<IpAddr>().ok();
         let mut found: Option<Iface> = None;

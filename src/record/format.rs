@@ -247,7 +247,7 @@ static TABLE: [u32; 256] = {
 };
 
 /// Table-driven CRC-32C for CPUs without the instruction.
-pub fn crc32c_soft(data: &[u8]) -> u32 {
+fn crc32c_soft(data: &[u8]) -> u32 {
     let mut c = !0u32;
     for &b in data {
         c = TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);

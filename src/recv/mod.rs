@@ -2,7 +2,7 @@
 //! metadata. io_uring (multishot recvmsg, provided-buffer ring) or recvmmsg; then
 //! [`Demux`] turns each datagram into frames.
 
-pub mod cmsg;
+mod cmsg;
 mod demux;
 pub mod mmsg;
 pub mod uring;
@@ -63,7 +63,7 @@ pub trait DatagramSource: Send {
 
 /// Reads a socket's drop counter (`SK_MEMINFO_DROPS` of `SO_MEMINFO`), the same counter
 /// `SO_RXQ_OVFL` reports.
-pub fn socket_drops(sock: &socket2::Socket) -> io::Result<u32> {
+pub(crate) fn socket_drops(sock: &socket2::Socket) -> io::Result<u32> {
     use std::os::fd::AsRawFd;
     // SK_MEMINFO_VARS is 9 on current kernels; room for more costs nothing.
     let mut info = [0u32; 16];

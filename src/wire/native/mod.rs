@@ -60,14 +60,15 @@ pub const MAX_DATAGRAM_LIMIT: usize = 65507;
 /// Default longest time a frame may wait in a pending datagram (1 ms).
 pub const DEFAULT_LINGER_NS: u64 = 1_000_000;
 
-/// Size of [`CommonHeader`].
+/// Size of the common header that starts every native datagram (magic, version, kind,
+/// lengths, flags, sender id, sequence number).
 pub const COMMON_HEADER_LEN: usize = 24;
-/// Size of the whole header of a frames datagram (common + [`FramesHeader`]).
+/// Size of the whole header of a frames datagram (common header, base timestamp, channel).
 pub const FRAMES_HEADER_LEN: usize = COMMON_HEADER_LEN + 32;
 /// Size of [`FrameRecord`] (the fixed part of each frame record).
-pub const RECORD_HEADER_LEN: usize = 12;
+pub(crate) const RECORD_HEADER_LEN: usize = 12;
 /// Largest frame record v1 writes: header + 64 data bytes.
-pub const MAX_RECORD_LEN: usize = RECORD_HEADER_LEN + 64;
+pub(crate) const MAX_RECORD_LEN: usize = RECORD_HEADER_LEN + 64;
 /// Smallest `max_datagram` an [`Encoder`] accepts: one header and one 64-byte FD record.
 pub const MIN_MAX_DATAGRAM: usize = FRAMES_HEADER_LEN + MAX_RECORD_LEN;
 /// Length of a probe datagram.
@@ -81,11 +82,12 @@ pub const HOST_MAX: usize = 64;
 pub const TAG_LEN: usize = 16;
 /// Bytes of an authentication key.
 pub const KEY_LEN: usize = 32;
-/// Bit of [`CommonHeader::flags`]: the datagram ends with a [`TAG_LEN`]-byte tag.
+/// Bit of the common header's `flags` field: the datagram ends with a [`TAG_LEN`]-byte
+/// tag.
 pub const FLAG_AUTH: u16 = 0x0001;
 
 /// Record type of a CAN / CAN FD frame record (the only one v1 defines).
-pub const RECORD_CAN: u8 = 0;
+pub(crate) const RECORD_CAN: u8 = 0;
 
 const KIND_FRAMES: u8 = 1;
 const KIND_PROBE: u8 = 2;
@@ -104,7 +106,7 @@ pub enum Kind {
 
 impl Kind {
     /// The byte on the wire.
-    pub fn to_byte(self) -> u8 {
+    pub(crate) fn to_byte(self) -> u8 {
         match self {
             Kind::Frames => KIND_FRAMES,
             Kind::PingProbe => KIND_PROBE,
@@ -133,7 +135,7 @@ impl Kind {
 /// The first 24 bytes of every native datagram.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct CommonHeader {
+pub(crate) struct CommonHeader {
     /// [`NATIVE_MAGIC0`] (0xC1).
     pub magic0: u8,
     /// [`NATIVE_MAGIC1`] (0xCA).
@@ -161,7 +163,7 @@ pub struct CommonHeader {
 /// The part of a frames datagram's header after [`CommonHeader`].
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct FramesHeader {
+pub(crate) struct FramesHeader {
     /// Timestamp every record's delta is added to, ns since the Unix epoch.
     pub base_ts: U64,
     /// python-can channel of every frame in the datagram: [`Channel`]'s 24 bytes.
@@ -172,7 +174,7 @@ pub struct FramesHeader {
 /// zero padding up to `size`.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct FrameRecord {
+pub(crate) struct FrameRecord {
     /// CAN identifier without flags (error class bits for error frames).
     pub id: U32,
     /// ns after the datagram's `base_ts`.
