@@ -297,8 +297,12 @@ impl Pinger {
             probe_id: u64::from(native::random_sender_id()) << 32 | u64::from(round),
             sent_ns: now_ns(),
         };
-        let mut n =
-            native::encode_probe(&mut self.probe_buf, self.sender_id, u64::from(round), &probe);
+        let mut n = native::encode_probe(
+            &mut self.probe_buf,
+            self.sender_id,
+            u64::from(round),
+            &probe,
+        );
         if let Some(key) = &self.key {
             n = native::seal(&mut self.probe_buf, n, key);
         }
@@ -327,14 +331,19 @@ impl Pinger {
                 Err(e) => return Err(PingError::Receive(e)),
             };
             let key = self.key.as_ref();
-            if let Some(reply) = accept(key, &mut self.bad_auth, &self.buf[..len], from, &probe, round)
-            {
+            if let Some(reply) = accept(
+                key,
+                &mut self.bad_auth,
+                &self.buf[..len],
+                from,
+                &probe,
+                round,
+            ) {
                 on_answer(reply);
             }
         }
         Ok(())
     }
-
 }
 
 /// The reply `datagram` from `from` makes to `probe`, if it is an answer to it; with a
@@ -400,7 +409,10 @@ mod tests {
             let reply = accept(key.as_ref(), &mut bad, &buf[..n], from, &probe, 1)
                 .unwrap_or_else(|| panic!("{key:?}: answer not accepted"));
             assert_eq!(bad, 0);
-            assert_eq!((reply.role, reply.pid, reply.frames_seen), (Role::Dump, 77, 9));
+            assert_eq!(
+                (reply.role, reply.pid, reply.frames_seen),
+                (Role::Dump, 77, 9)
+            );
             assert_eq!(reply.host, "h".repeat(native::HOST_MAX), "cut to 64 bytes");
             // Another probe's pinger, or a pinger with another key, does not take it.
             let other = PingProbe {

@@ -213,6 +213,9 @@ mod tests {
         let other = IpAddr::V6(Ipv6Addr::LOCALHOST);
         assert_eq!(f.check(&from(other, 5001)), Err(Refused::Foreign));
         assert_eq!(f.check(&SenderAddr::default()), Err(Refused::Foreign));
-        assert_eq!(SenderFilter::default().check(&SenderAddr::default()), Ok(()));
+        assert_eq!(
+            SenderFilter::default().check(&SenderAddr::default()),
+            Ok(())
+        );
     }
 }

@@ -194,7 +194,6 @@ impl std::fmt::Debug for ConsumerHandle {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,7 +146,11 @@ impl serde::Serialize for Stats {
         struct ByKind<'a>(&'a [u64; DecodeError::COUNT]);
         impl serde::Serialize for ByKind<'_> {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_map(DecodeError::ALL.iter().map(|k| (k.name(), self.0[*k as usize])))
+                s.collect_map(
+                    DecodeError::ALL
+                        .iter()
+                        .map(|k| (k.name(), self.0[*k as usize])),
+                )
             }
         }
         let mut m = s.serialize_map(Some(Stats::LEN + 2))?;
@@ -190,7 +194,10 @@ mod tests {
         let c = Counters::default();
         c.publish(&s);
         assert_eq!(c.snapshot(), s);
-        assert_eq!(s.values().to_vec(), (100..100 + Stats::LEN as u64).collect::<Vec<_>>());
+        assert_eq!(
+            s.values().to_vec(),
+            (100..100 + Stats::LEN as u64).collect::<Vec<_>>()
+        );
         assert_eq!(Stats::KEYS[0], "frames");
         assert_eq!(Stats::KEYS[Stats::LEN - 1], "pings_answered");
     }

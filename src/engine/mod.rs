@@ -334,7 +334,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-
 impl<C> std::fmt::Debug for InlineEngine<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InlineEngine")
