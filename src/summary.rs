@@ -172,7 +172,7 @@ mod tests {
             assert!(v[key].is_u64(), "{key} missing: {j}");
         }
         for kind in DecodeError::ALL {
-            assert_eq!(v["decode_errors"][kind.name()].is_u64(), true, "{j}");
+            assert!(v["decode_errors"][kind.name()].is_u64(), "{j}");
         }
         // A send-only summary has no `io`.
         let send = Summary {
