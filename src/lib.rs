@@ -21,6 +21,7 @@ pub mod ring;
 pub mod send;
 pub mod seq;
 pub mod socket;
+pub mod stats;
 pub mod summary;
 pub mod wire;
 
