@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engine::Event;
+use crate::event::Event;
 use crate::frame::CanFrame;
 
 /// How many frames of each kind. A frame is standard or extended, and may also be
