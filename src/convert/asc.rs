@@ -159,6 +159,7 @@ fn asc_channel(ch: &Channel) -> i64 {
 }
 
 /// Vector ASC writer (see the module documentation for what it writes).
+#[derive(Debug)]
 pub struct AscWriter {
     out: BufWriter<File>,
     path: PathBuf,
