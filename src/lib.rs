@@ -22,6 +22,7 @@ pub mod send;
 pub mod seq;
 pub mod socket;
 pub mod summary;
+pub mod view;
 pub mod wire;
 
 pub use frame::{CanFrame, Channel, ChannelRef, Direction, FrameError, SenderAddr};
