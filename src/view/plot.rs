@@ -345,18 +345,34 @@ impl PlotData {
         (i as u64 * self.bucket_ns) as f64 / 1e9
     }
 
-    /// The per-second rate a bucket count stands for. The last bucket is usually only
-    /// partly covered by the capture; its rate is over the part covered.
-    pub fn per_second(&self, i: usize, count: u64) -> f64 {
-        let start = i as u64 * self.bucket_ns;
-        let covered = if i + 1 == self.used {
-            (self.span_ns() - start.min(self.span_ns())).clamp(1, self.bucket_ns)
-        } else {
-            self.bucket_ns
-        };
-        // A bucket covering less than a tenth of its width gives noise, not a rate.
-        let covered = covered.max(self.bucket_ns / 10);
-        count as f64 * 1e9 / covered as f64
+    /// How many buckets to add up per point so that a line has at most `points`
+    /// points (a power of two, at least 1).
+    pub fn group_for(&self, points: usize) -> usize {
+        self.used.div_ceil(points.max(1)).next_power_of_two()
+    }
+
+    /// A rate line: one (seconds from the start, per second) point per `group`
+    /// buckets, `count(i)` being bucket `i`'s count. A last group that the capture
+    /// covers for less than half its width is left out (its rate would be noise).
+    pub fn rate_line(&self, group: usize, count: impl Fn(usize) -> u64) -> Vec<(f64, f64)> {
+        let group = group.max(1);
+        let width = self.bucket_ns * group as u64;
+        let span = self.span_ns();
+        let mut out = Vec::with_capacity(self.used.div_ceil(group));
+        for g in 0..self.used.div_ceil(group) {
+            let start = g as u64 * width;
+            let covered = if start + width > span {
+                span.saturating_sub(start)
+            } else {
+                width
+            };
+            if covered * 2 < width && g > 0 {
+                break;
+            }
+            let n: u64 = (g * group..((g + 1) * group).min(self.used)).map(&count).sum();
+            out.push((start as f64 / 1e9, n as f64 * 1e9 / covered.max(1) as f64));
+        }
+        out
     }
 
     /// Distinct identifiers counted.
@@ -421,10 +437,9 @@ mod tests {
         let li = p.buckets().iter().position(|b| b.lost > 0).unwrap();
         assert!((p.bucket_start_s(li) - 30.0).abs() < 0.05);
         // Rates are frames/s: the middle buckets average 110/s.
-        let mid: f64 = (100..1000)
-            .map(|i| p.per_second(i, p.buckets()[i].frames))
-            .sum::<f64>()
-            / 900.0;
+        let line = p.rate_line(1, |i| p.buckets()[i].frames);
+        let mid: f64 = line[100..1000].iter().map(|pt| pt.1).sum::<f64>() / 900.0;
+        assert_eq!(p.rate_line(4, |i| p.buckets()[i].frames).len(), line.len().div_ceil(4));
         assert!((mid - 110.0).abs() < 1.0, "{mid}");
         let top = p.busiest(5);
         assert_eq!(top.len(), 2);

@@ -21,9 +21,9 @@ pub const LOSS_COLOR: RGBColor = RGBColor(220, 0, 0);
 /// Colour of kernel-drop markers.
 pub const KERNEL_DROP_COLOR: RGBColor = RGBColor(255, 140, 0);
 /// Colour of the frames/s line.
-pub const FRAMES_COLOR: RGBColor = RGBColor(31, 119, 180);
+pub const FRAMES_COLOR: RGBColor = RGBColor(0, 0, 139);
 /// Colour of the bytes/s line.
-pub const BYTES_COLOR: RGBColor = RGBColor(44, 160, 44);
+pub const BYTES_COLOR: RGBColor = RGBColor(0, 100, 0);
 /// Colours of the busiest identifiers' lines, in order.
 pub const ID_COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
@@ -314,8 +314,12 @@ fn draw<DB: DrawingBackend>(
 ) -> DrawResult<DB> {
     root.fill(&WHITE)?;
     let title = format!(
-        "{}  —  {} frames in {:.3} s, {} IDs, {} lost, {} kernel drops",
-        opts.title,
+        "{}{} frames in {:.3} s, {} IDs, {} lost, {} kernel drops",
+        if opts.title.is_empty() {
+            String::new()
+        } else {
+            format!("{}  —  ", opts.title)
+        },
         data.frames,
         data.span_ns() as f64 / 1e9,
         data.id_count(),
@@ -327,15 +331,13 @@ fn draw<DB: DrawingBackend>(
     let b = data.buckets();
     let xmax = (data.bucket_start_s(b.len())).max(1e-3);
 
-    let frames: Vec<(f64, f64)> = (0..b.len())
-        .map(|i| (data.bucket_start_s(i), data.per_second(i, b[i].frames)))
-        .collect();
+    // About one point per 4 pixels: finer lines only alias against periodic traffic.
+    let group = data.group_for(opts.width as usize / 4);
+    let frames = data.rate_line(group, |i| b[i].frames);
     draw_rate_panel(&panels[0], "frames/s", &frames, FRAMES_COLOR, xmax, Some(data))?;
-    let bytes: Vec<(f64, f64)> = (0..b.len())
-        .map(|i| (data.bucket_start_s(i), data.per_second(i, b[i].bytes)))
-        .collect();
+    let bytes = data.rate_line(group, |i| b[i].bytes);
     draw_rate_panel(&panels[1], "payload bytes/s", &bytes, BYTES_COLOR, xmax, None)?;
-    draw_ids_panel(&panels[2], data, opts, xmax)?;
+    draw_ids_panel(&panels[2], data, opts, group, xmax)?;
     draw_histogram_panel(&panels[3], data)
 }
 
@@ -408,17 +410,14 @@ fn draw_ids_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     data: &PlotData,
     opts: &PlotOptions,
+    group: usize,
     xmax: f64,
 ) -> DrawResult<DB> {
     let top = data.busiest(opts.top_ids.min(ID_COLORS.len()));
     let lines: Vec<(String, Vec<(f64, f64)>)> = top
         .iter()
         .map(|(k, total, s)| {
-            let pts = s
-                .iter()
-                .enumerate()
-                .map(|(i, &c)| (data.bucket_start_s(i), data.per_second(i, u64::from(c))))
-                .collect();
+            let pts = data.rate_line(group, |i| u64::from(s[i]));
             (format!("{} ({total})", k.label()), pts)
         })
         .collect();
