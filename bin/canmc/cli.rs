@@ -36,6 +36,12 @@ pub(crate) enum Command {
     Convert(ConvertArgs),
     /// Frames, time span, rate, IDs and losses of a capture file.
     Info(InfoArgs),
+    /// A live table of the group (or a file), one row per ID: count, rate, period,
+    /// jitter, changing bytes, bus load and every loss counter.
+    Top(crate::cmd::top::TopArgs),
+    /// Draw a capture's rates, busiest IDs, inter-arrival times and losses
+    /// (.html, .svg or .png).
+    Plot(crate::cmd::plot::PlotArgs),
 }
 
 #[derive(Args, Clone)]

@@ -6,10 +6,12 @@ pub(crate) mod dump;
 pub(crate) mod gen;
 pub(crate) mod info;
 pub(crate) mod ping;
+pub(crate) mod plot;
 pub(crate) mod receiver;
 pub(crate) mod record;
 pub(crate) mod replay;
 pub(crate) mod send;
+pub(crate) mod top;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

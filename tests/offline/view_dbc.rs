@@ -5,9 +5,6 @@
 //! cantools is required (`bash tools/setup-venv.sh` installs it into `<repo>/.venv`, or
 //! point `CANMC_PYTHON` at a python that has it): without it this test FAILS.
 
-mod common;
-mod lab;
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -16,6 +13,8 @@ use std::process::Command;
 use canmc::frame::flags;
 use canmc::view::dbc::Dbc;
 use canmc::CanFrame;
+
+use crate::{common, lab};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
