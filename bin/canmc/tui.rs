@@ -18,9 +18,6 @@ use ratatui::Terminal;
 
 use crate::cmd::top::Shared;
 
-/// Bytes changed within this long (data time) are highlighted.
-const HIGHLIGHT_NS: u64 = 1_000_000_000;
-
 /// What is being shown.
 pub(crate) enum Source {
     /// The group, `addr:port`.
@@ -47,12 +44,14 @@ pub(crate) struct View {
     filter_error: Option<String>,
     scroll: usize,
     bitrate: u64,
+    /// Bytes changed within this long (data time) are highlighted.
+    highlight_ns: u64,
     dbc: Option<Dbc>,
     order: Vec<usize>,
 }
 
 impl View {
-    pub(crate) fn new(sort: SortKey, bitrate: u64, dbc: Option<Dbc>) -> View {
+    pub(crate) fn new(sort: SortKey, bitrate: u64, highlight_ns: u64, dbc: Option<Dbc>) -> View {
         View {
             sort,
             paused: false,
@@ -62,6 +61,7 @@ impl View {
             filter_error: None,
             scroll: 0,
             bitrate,
+            highlight_ns,
             dbc,
             order: Vec::new(),
         }
@@ -169,7 +169,11 @@ impl Screen {
         let mut head = format!(
             "canmc top  {what} {name}  sort {}  filter {}",
             v.sort.name(),
-            if v.filter.is_all() { "-" } else { &v.filter_text }
+            if v.filter.is_all() {
+                "-"
+            } else {
+                &v.filter_text
+            }
         );
         if v.paused {
             head.push_str("  [PAUSED]");
@@ -205,7 +209,7 @@ impl Screen {
             (None, None, Some(e)) => format!("error: {e}"),
             _ => "q quit  s/i/r/n sort  p pause  c clear  / filter  ↑↓ scroll".to_string(),
         };
-        let since = snap.now_ns.saturating_sub(HIGHLIGHT_NS);
+        let since = snap.now_ns.saturating_sub(v.highlight_ns);
         let rows_shown: Vec<Row> = v
             .order
             .iter()
@@ -222,7 +226,16 @@ impl Screen {
             Constraint::Length(3),
             Constraint::Min(24),
         ];
-        let mut header = vec!["CHAN", "ID", "COUNT", "RATE/s", "PERIOD ms", "JITTER ms", "DLC", "DATA"];
+        let mut header = vec![
+            "CHAN",
+            "ID",
+            "COUNT",
+            "RATE/s",
+            "PERIOD ms",
+            "JITTER ms",
+            "DLC",
+            "DATA",
+        ];
         if v.dbc.is_some() {
             widths[7] = Constraint::Length(24);
             widths.push(Constraint::Min(20));

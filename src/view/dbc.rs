@@ -398,14 +398,21 @@ impl Dbc {
                 }
             }
             // Extended multiplexing names the multiplexor and the ranges explicitly.
-            for x in ast.extended_multiplex.iter().filter(|x| x.message_id == m.id) {
+            for x in ast
+                .extended_multiplex
+                .iter()
+                .filter(|x| x.message_id == m.id)
+            {
                 let at = |name: &str| signals.iter().position(|s| s.name == name);
-                if let (Some(i), Some(mux)) = (at(&x.signal_name), at(&x.multiplexor_signal_name))
-                {
+                if let (Some(i), Some(mux)) = (at(&x.signal_name), at(&x.multiplexor_signal_name)) {
                     if i != mux {
                         signals[i].condition = Some(MuxCondition {
                             multiplexor: mux,
-                            ranges: x.mappings.iter().map(|r| (r.min_value, r.max_value)).collect(),
+                            ranges: x
+                                .mappings
+                                .iter()
+                                .map(|r| (r.min_value, r.max_value))
+                                .collect(),
                         });
                     }
                 }
@@ -492,11 +499,7 @@ VAL_ 256 Gear 0 "Park" 1 "Drive" 2 "Reverse" ;
     fn decode(dbc: &Dbc, f: &CanFrame) -> Vec<(String, f64, Option<String>)> {
         let mut v = Vec::new();
         dbc.decode(f, &mut |s| {
-            v.push((
-                s.signal.name.clone(),
-                s.value,
-                s.label.map(str::to_string),
-            ))
+            v.push((s.signal.name.clone(), s.value, s.label.map(str::to_string)))
         });
         v
     }
@@ -521,11 +524,17 @@ VAL_ 256 Gear 0 "Park" 1 "Drive" 2 "Reverse" ;
         let ext = crate::frame::flags::EXTENDED;
         let f = CanFrame::new(0x300, ext, &[1, 0xFF, 0xFF, 0, 0, 0, 0, 0]).unwrap();
         let v = decode(&dbc, &f);
-        assert_eq!(v.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), ["Sel", "A"]);
+        assert_eq!(
+            v.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+            ["Sel", "A"]
+        );
         assert_eq!(v[1].1, -1.0);
         let f = CanFrame::new(0x300, ext, &[2, 1, 0, 0, 0, 0, 0, 0]).unwrap();
         let v = decode(&dbc, &f);
-        assert_eq!(v.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(), ["Sel", "B"]);
+        assert_eq!(
+            v.iter().map(|s| s.0.as_str()).collect::<Vec<_>>(),
+            ["Sel", "B"]
+        );
         // A standard frame with the same number is another message.
         assert!(dbc
             .decode(&CanFrame::new(0x300, 0, &[1]).unwrap(), &mut |_| {})
@@ -542,9 +551,6 @@ VAL_ 256 Gear 0 "Park" 1 "Drive" 2 "Reverse" ;
 
     #[test]
     fn bad_text_is_a_parse_error() {
-        assert!(matches!(
-            Dbc::parse("BO_ x"),
-            Err(DbcError::Parse { .. })
-        ));
+        assert!(matches!(Dbc::parse("BO_ x"), Err(DbcError::Parse { .. })));
     }
 }

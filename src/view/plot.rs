@@ -369,7 +369,9 @@ impl PlotData {
             if covered * 2 < width && g > 0 {
                 break;
             }
-            let n: u64 = (g * group..((g + 1) * group).min(self.used)).map(&count).sum();
+            let n: u64 = (g * group..((g + 1) * group).min(self.used))
+                .map(&count)
+                .sum();
             out.push((start as f64 / 1e9, n as f64 * 1e9 / covered.max(1) as f64));
         }
         out
@@ -439,7 +441,10 @@ mod tests {
         // Rates are frames/s: the middle buckets average 110/s.
         let line = p.rate_line(1, |i| p.buckets()[i].frames);
         let mid: f64 = line[100..1000].iter().map(|pt| pt.1).sum::<f64>() / 900.0;
-        assert_eq!(p.rate_line(4, |i| p.buckets()[i].frames).len(), line.len().div_ceil(4));
+        assert_eq!(
+            p.rate_line(4, |i| p.buckets()[i].frames).len(),
+            line.len().div_ceil(4)
+        );
         assert!((mid - 110.0).abs() < 1.0, "{mid}");
         let top = p.busiest(5);
         assert_eq!(top.len(), 2);
@@ -454,7 +459,12 @@ mod tests {
         assert!((lo - 1e7).abs() < 1.0);
         assert_eq!(n, 5999);
         // 0x200's 100 ms period in the bin starting at 10^8 ns.
-        let n = p.id_periods.bins().find(|&(lo, _, _)| (lo - 1e8).abs() < 1.0).unwrap().2;
+        let n = p
+            .id_periods
+            .bins()
+            .find(|&(lo, _, _)| (lo - 1e8).abs() < 1.0)
+            .unwrap()
+            .2;
         assert_eq!(n, 599);
         assert_eq!(p.id_periods.total(), 5999 + 599);
         assert_eq!(p.bus_gaps.total(), 6599);

@@ -107,7 +107,11 @@ impl fmt::Display for RenderError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RenderError::UnknownExtension(p) => {
-                write!(f, "{}: unknown extension (use .html, .svg or .png)", p.display())
+                write!(
+                    f,
+                    "{}: unknown extension (use .html, .svg or .png)",
+                    p.display()
+                )
             }
             RenderError::Draw(m) => write!(f, "cannot draw the plot: {m}"),
             RenderError::Io { path, source } => write!(f, "{}: {source}", path.display()),
@@ -192,7 +196,10 @@ pub fn render_html(data: &PlotData, opts: &PlotOptions) -> Result<String, Render
         ),
         (
             "kernel drops",
-            format!("{} in {} events", data.kernel_drops, data.kernel_drop_events),
+            format!(
+                "{} in {} events",
+                data.kernel_drops, data.kernel_drop_events
+            ),
         ),
         ("bucket", format!("{} ms", data.bucket_ns() as f64 / 1e6)),
         (
@@ -208,7 +215,9 @@ pub fn render_html(data: &PlotData, opts: &PlotOptions) -> Result<String, Render
     }
     h.push_str("</table>\n<div>");
     h.push_str(&svg);
-    h.push_str("</div>\n<h2>Busiest identifiers</h2>\n<table><tr><th>ID</th><th>frames</th></tr>\n");
+    h.push_str(
+        "</div>\n<h2>Busiest identifiers</h2>\n<table><tr><th>ID</th><th>frames</th></tr>\n",
+    );
     for (k, n) in data.id_totals().into_iter().take(32) {
         let _ = writeln!(h, "<tr><td>{}</td><td>{n}</td></tr>", k.label());
     }
@@ -291,11 +300,8 @@ fn write_json(h: &mut String, data: &PlotData, opts: &PlotOptions) {
         h.push_str("]}");
     }
     h.push_str("],\"inter_arrival\":{\"bins\":[");
-    for (i, ((lo, hi, bus), (_, _, id))) in data
-        .bus_gaps
-        .bins()
-        .zip(data.id_periods.bins())
-        .enumerate()
+    for (i, ((lo, hi, bus), (_, _, id))) in
+        data.bus_gaps.bins().zip(data.id_periods.bins()).enumerate()
     {
         if i > 0 {
             h.push(',');
@@ -334,9 +340,23 @@ fn draw<DB: DrawingBackend>(
     // About one point per 4 pixels: finer lines only alias against periodic traffic.
     let group = data.group_for(opts.width as usize / 4);
     let frames = data.rate_line(group, |i| b[i].frames);
-    draw_rate_panel(&panels[0], "frames/s", &frames, FRAMES_COLOR, xmax, Some(data))?;
+    draw_rate_panel(
+        &panels[0],
+        "frames/s",
+        &frames,
+        FRAMES_COLOR,
+        xmax,
+        Some(data),
+    )?;
     let bytes = data.rate_line(group, |i| b[i].bytes);
-    draw_rate_panel(&panels[1], "payload bytes/s", &bytes, BYTES_COLOR, xmax, None)?;
+    draw_rate_panel(
+        &panels[1],
+        "payload bytes/s",
+        &bytes,
+        BYTES_COLOR,
+        xmax,
+        None,
+    )?;
     draw_ids_panel(&panels[2], data, opts, group, xmax)?;
     draw_histogram_panel(&panels[3], data)
 }
@@ -363,7 +383,10 @@ fn draw_rate_panel<DB: DrawingBackend>(
         .y_label_formatter(&|v| si(*v))
         .draw()?;
     chart
-        .draw_series(LineSeries::new(series.iter().copied(), color.stroke_width(1)))?
+        .draw_series(LineSeries::new(
+            series.iter().copied(),
+            color.stroke_width(1),
+        ))?
         .label(name)
         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     if let Some(data) = losses {
@@ -465,7 +488,10 @@ fn draw_histogram_panel<DB: DrawingBackend>(
         .map(|((lo, hi, a), (_, _, b))| (lo, hi, a, b))
         .collect();
     let first = used.iter().position(|b| b.2 + b.3 > 0).unwrap_or(0);
-    let last = used.iter().rposition(|b| b.2 + b.3 > 0).unwrap_or(used.len() - 1);
+    let last = used
+        .iter()
+        .rposition(|b| b.2 + b.3 > 0)
+        .unwrap_or(used.len() - 1);
     let xlo = used[first].0 / 1e9;
     let xhi = used[last].1 / 1e9;
     let ymax = used.iter().map(|b| b.2.max(b.3)).max().unwrap_or(0).max(1) as f64 * 1.1;

@@ -95,7 +95,10 @@ fn signals_match_cantools() {
     std::fs::write(&list, body).unwrap();
 
     let py = lab::python();
-    let probe = Command::new(&py).args(["-c", "import cantools"]).output().unwrap();
+    let probe = Command::new(&py)
+        .args(["-c", "import cantools"])
+        .output()
+        .unwrap();
     assert!(
         probe.status.success(),
         "{} cannot import cantools: run `bash tools/setup-venv.sh`",
@@ -144,7 +147,10 @@ fn signals_match_cantools() {
     assert_eq!(our_unknown, unknown);
     assert_eq!(unknown, 500);
     // Every message and every signal kind took part.
-    for name in ["Speed", "Torque", "Level", "Pressure", "Energy", "VoltageA", "Count", "Status", "LeafA", "LeafB", "Other"] {
+    for name in [
+        "Speed", "Torque", "Level", "Pressure", "Energy", "VoltageA", "Count", "Status", "LeafA",
+        "LeafB", "Other",
+    ] {
         assert!(theirs.keys().any(|k| k.1 == name), "no {name} decoded");
     }
     assert!(theirs.values().any(|v| v.1 == "Drive"));
@@ -156,8 +162,16 @@ fn signals_match_cantools() {
     for (k, (v, l)) in &theirs {
         let (ov, ol) = &ours[k];
         if !same(*v, *ov) || l != ol {
-            bad.push(format!("frame {} {}: cantools {v} {l}, canmc {ov} {ol}", k.0, k.1));
+            bad.push(format!(
+                "frame {} {}: cantools {v} {l}, canmc {ov} {ol}",
+                k.0, k.1
+            ));
         }
     }
-    assert!(bad.is_empty(), "{} differences, first: {:?}", bad.len(), &bad[..bad.len().min(10)]);
+    assert!(
+        bad.is_empty(),
+        "{} differences, first: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(10)]
+    );
 }

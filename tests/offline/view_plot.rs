@@ -145,7 +145,11 @@ fn svg_shows_rates_ids_and_where_losses_happened() {
         .fold(f64::MIN, f64::max);
     let mean_height =
         |l: &Line| l.points.iter().map(|p| zero - p.1).sum::<f64>() / l.points.len() as f64;
-    let (h0, h1, h2) = (mean_height(ids[0]), mean_height(ids[1]), mean_height(ids[2]));
+    let (h0, h1, h2) = (
+        mean_height(ids[0]),
+        mean_height(ids[1]),
+        mean_height(ids[2]),
+    );
     assert!((h1 / h0 - 0.5).abs() < 0.03, "{h0} {h1}");
     assert!((h2 / h0 - 0.1).abs() < 0.02, "{h0} {h2}");
 
@@ -158,11 +162,18 @@ fn svg_shows_rates_ids_and_where_losses_happened() {
         .collect();
     assert_eq!(marks.len(), 1, "{marks:?}");
     let frac = (marks[0].points[0].0 - x0) / (x1 - x0);
-    assert!((frac - 0.5).abs() < 0.02, "loss drawn at {frac} of the span");
+    assert!(
+        (frac - 0.5).abs() < 0.02,
+        "loss drawn at {frac} of the span"
+    );
     let kd_col = hex(render::KERNEL_DROP_COLOR);
     let kd: Vec<&Line> = lines
         .iter()
-        .filter(|l| l.stroke == kd_col && l.points.len() == 2 && (l.points[0].1 - l.points[1].1).abs() > 50.0)
+        .filter(|l| {
+            l.stroke == kd_col
+                && l.points.len() == 2
+                && (l.points[0].1 - l.points[1].1).abs() > 50.0
+        })
         .collect();
     assert_eq!(kd.len(), 1);
     let frac = (kd[0].points[0].0 - x0) / (x1 - x0);
@@ -172,18 +183,32 @@ fn svg_shows_rates_ids_and_where_losses_happened() {
 #[test]
 fn html_is_self_contained_and_png_is_an_image() {
     let p = data();
-    let html = render::render_html(&p, &PlotOptions { title: "synthetic".into(), ..Default::default() }).unwrap();
+    let html = render::render_html(
+        &p,
+        &PlotOptions {
+            title: "synthetic".into(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(html.contains("<svg") && html.contains("id=\"canmc-plot-data\""));
     for banned in ["src=", "href=\"http", "url(", "@import", "<link"] {
-        assert!(!html.contains(banned), "HTML refers to something outside it: {banned}");
+        assert!(
+            !html.contains(banned),
+            "HTML refers to something outside it: {banned}"
+        );
     }
     assert!(html.contains("\"frames\":1600") && html.contains("\"lost\":7"));
 
     let dir = std::env::temp_dir().join(format!("canmc-view-plot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let png = dir.join("p.png");
-    let opts = PlotOptions { width: 800, height: 1000, ..Default::default() };
+    let opts = PlotOptions {
+        width: 800,
+        height: 1000,
+        ..Default::default()
+    };
     render::write_plot(&p, &opts, &png).unwrap();
     let bytes = std::fs::read(&png).unwrap();
     assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");

@@ -48,6 +48,9 @@ pub(crate) struct TopArgs {
     /// Decode signals with this DBC file (shown for each row the DBC knows).
     #[arg(long, value_name = "FILE")]
     pub(crate) dbc: Option<PathBuf>,
+    /// Highlight bytes that changed within this many seconds (data time).
+    #[arg(long, default_value_t = 1.0, value_name = "SECS")]
+    pub(crate) highlight: f64,
     /// With --file: skip lines that do not parse.
     #[arg(long)]
     pub(crate) skip_bad: bool,
@@ -85,6 +88,12 @@ pub(crate) fn run(a: TopArgs) -> Result<(), Failure> {
             a.speed
         )));
     }
+    if !(a.highlight.is_finite() && a.highlight >= 0.0) {
+        return Err(Failure::usage(format!(
+            "--highlight {}: must be a number of seconds",
+            a.highlight
+        )));
+    }
     let dbc = match &a.dbc {
         Some(p) => Some(Dbc::open(p).map_err(|e| Failure::usage(format!("--dbc {e}")))?),
         None => None,
@@ -101,12 +110,15 @@ pub(crate) fn run(a: TopArgs) -> Result<(), Failure> {
     let shared = Arc::new(Mutex::new(Shared::default()));
     let controls = Arc::new(Controls::default());
     let start = Instant::now();
-    let view = View::new(a.sort, a.bitrate, dbc);
+    let view = View::new(a.sort, a.bitrate, (a.highlight * 1e9) as u64, dbc);
 
     if let Some(path) = &a.file {
         let format = FileFormat::from_path(path).map_err(|e| Failure::usage(e.to_string()))?;
         if !path.exists() {
-            return Err(Failure::runtime(format!("{}: no such file", path.display())));
+            return Err(Failure::runtime(format!(
+                "{}: no such file",
+                path.display()
+            )));
         }
         let (p, sh, ct) = (path.clone(), shared.clone(), controls.clone());
         let (speed, skip_bad) = (a.speed, a.skip_bad);
@@ -137,8 +149,9 @@ pub(crate) fn run(a: TopArgs) -> Result<(), Failure> {
 
     let key = a.net.key()?;
     let (source, cfg, _) = open_receiver(&a.net, &a.recv)?;
-    let (engine, mut handles) = Engine::start(source, engine_config(&cfg, &a.recv, Role::Dump, key))
-        .map_err(|e| io_failure("cannot start the engine", e))?;
+    let (engine, mut handles) =
+        Engine::start(source, engine_config(&cfg, &a.recv, Role::Dump, key))
+            .map_err(|e| io_failure("cannot start the engine", e))?;
     let mut consumer = handles.remove(0);
     let counters = engine.counters();
     let (sh, ct) = (shared.clone(), controls.clone());
@@ -148,6 +161,8 @@ pub(crate) fn run(a: TopArgs) -> Result<(), Failure> {
             let mut table = IdTable::with_capacity(4096);
             let mut batch = vec![Event::default(); 1024];
             let mut last = Instant::now();
+            // Frames taken from the ring, whatever `clear` did to the table.
+            let mut frames = 0u64;
             while !ct.stop.load(Ordering::Relaxed) {
                 let n = consumer.pop_batch(&mut batch);
                 if n == 0 {
@@ -160,6 +175,7 @@ pub(crate) fn run(a: TopArgs) -> Result<(), Failure> {
                         table.clear();
                     }
                     for e in &batch[..n] {
+                        frames += u64::from(matches!(e, Event::Frame(_)));
                         table.on_event(e);
                     }
                 }
@@ -171,7 +187,7 @@ pub(crate) fn run(a: TopArgs) -> Result<(), Failure> {
                     publish(&mut table, super::now_ns(), &sh);
                 }
             }
-            table.totals().frames
+            frames
         })
         .map_err(|e| io_failure("cannot start a thread", e))?;
     let label = format!("{}:{}", cfg.group, cfg.port);
@@ -191,7 +207,14 @@ pub(crate) fn run(a: TopArgs) -> Result<(), Failure> {
     controls.stop.store(true, Ordering::Relaxed);
     let frames = worker.join().unwrap_or(0);
     screen_result?;
-    let sum = summary_from("top", io_mode, &counters.snapshot(), frames, 0, start.elapsed());
+    let sum = summary_from(
+        "top",
+        io_mode,
+        &counters.snapshot(),
+        frames,
+        0,
+        start.elapsed(),
+    );
     print_summary(&sum, a.recv.json);
     Ok(())
 }
