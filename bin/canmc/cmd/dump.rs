@@ -13,7 +13,7 @@ use crate::term::print_summary;
 use crate::{io_failure, Failure};
 
 pub(crate) fn run(a: DumpArgs) -> Result<(), Failure> {
-    let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
+    let filters = FilterSet::new(a.filters.clone());
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut line = Vec::with_capacity(512);

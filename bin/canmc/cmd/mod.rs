@@ -59,13 +59,7 @@ impl SendOpts {
                 "--key-file needs --wire native: python-can datagrams cannot carry a tag",
             ));
         }
-        if !(self.linger.is_finite() && self.linger >= 0.0 && self.linger <= 60_000.0) {
-            return Err(Failure::usage(format!(
-                "--linger {}: must be a number of milliseconds from 0 to 60000",
-                self.linger
-            )));
-        }
-        let linger_ns = (self.linger * 1e6) as u64;
+        let linger_ns = self.linger.as_nanos() as u64;
         Ok(
             FrameSender::new(sock, self.wire(), self.max_datagram as usize, linger_ns)
                 .with_key(key),

@@ -5,20 +5,15 @@ use std::time::{Duration, Instant};
 
 use canmc::socket::SendSocket;
 use canmc::wire::native;
+use serde::Serialize;
 
 use super::now_ns;
 use crate::cli::PingArgs;
 use crate::{io_failure, stopped, Failure};
 
 pub(crate) fn run(a: PingArgs) -> Result<(), Failure> {
-    let cfg = a.net.config().map_err(Failure::usage)?;
+    let cfg = a.net.config().map_err(|e| Failure::usage(e.to_string()))?;
     let key = a.net.key()?;
-    if !(a.wait.is_finite() && a.wait > 0.0 && a.wait <= 3600.0) {
-        return Err(Failure::usage(format!(
-            "-W {}: must be a number of seconds from 0 to 3600",
-            a.wait
-        )));
-    }
     let sock =
         SendSocket::open_for_replies(&cfg).map_err(|e| io_failure("cannot open sender", e))?;
     let replies = sock
@@ -44,7 +39,7 @@ pub(crate) fn run(a: PingArgs) -> Result<(), Failure> {
         }
         sock.send(&probe_buf[..n])
             .map_err(|e| io_failure("cannot send the probe", e))?;
-        let deadline = Instant::now() + Duration::from_secs_f64(a.wait);
+        let deadline = Instant::now() + a.wait;
         while !stopped() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -81,14 +76,20 @@ pub(crate) fn run(a: PingArgs) -> Result<(), Failure> {
             answers += 1;
             receivers.insert(from);
             if a.json {
-                println!(
-                    "{{\"round\":{round},\"from\":\"{from}\",\"host\":{},\"role\":\"{}\",\"pid\":{},\"uptime_ms\":{},\"frames_seen\":{},\"rtt_us\":{rtt_us}}}",
-                    json_string(answer.host()),
-                    answer.role,
-                    answer.pid,
-                    answer.uptime_ms,
-                    answer.frames_seen
-                );
+                let line = AnswerJson {
+                    round,
+                    from: from.to_string(),
+                    host: answer.host(),
+                    role: answer.role.to_string(),
+                    pid: answer.pid,
+                    uptime_ms: answer.uptime_ms,
+                    frames_seen: answer.frames_seen,
+                    rtt_us,
+                };
+                match serde_json::to_string(&line) {
+                    Ok(text) => println!("{text}"),
+                    Err(e) => return Err(Failure::runtime(format!("cannot write JSON: {e}"))),
+                }
             } else {
                 println!(
                     "{from}  host={} role={} pid={} uptime={:.1}s frames={} rtt={:.3} ms",
@@ -117,18 +118,15 @@ pub(crate) fn run(a: PingArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// A JSON string literal (quotes and escapes) for text from the network.
-pub(crate) fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// One answer as `--json` prints it (one object per line, keys in this order).
+#[derive(Serialize)]
+struct AnswerJson<'a> {
+    round: u32,
+    from: String,
+    host: &'a str,
+    role: String,
+    pid: u32,
+    uptime_ms: u64,
+    frames_seen: u64,
+    rtt_us: u64,
 }

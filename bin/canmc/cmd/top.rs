@@ -98,15 +98,7 @@ pub(crate) fn run(a: TopArgs) -> Result<(), Failure> {
         Some(p) => Some(Dbc::open(p).map_err(|e| Failure::usage(format!("--dbc {e}")))?),
         None => None,
     };
-    let deadline = match a.recv.duration {
-        Some(s) if !(s.is_finite() && s > 0.0) => {
-            return Err(Failure::usage(format!(
-                "--duration {s}: must be a positive number of seconds"
-            )))
-        }
-        Some(s) => Some(Instant::now() + Duration::from_secs_f64(s)),
-        None => None,
-    };
+    let deadline = a.recv.duration.map(|d| Instant::now() + d);
     let shared = Arc::new(Mutex::new(Shared::default()));
     let controls = Arc::new(Controls::default());
     let start = Instant::now();
