@@ -318,7 +318,7 @@ impl Dbc {
     pub fn parse(text: &str) -> Result<Dbc, DbcError> {
         let ast = can_dbc::Dbc::try_from(text).map_err(|e| DbcError::Parse {
             path: None,
-            message: e.to_string(),
+            message: one_line(&e.to_string()),
         })?;
         let mut dbc = Dbc::default();
         for m in &ast.messages {
@@ -470,6 +470,124 @@ impl Dbc {
     }
 }
 
+impl Dbc {
+    /// Appends `  Message: Sig=1.5 unit, Other=3 (Label)` and a newline to `out` when
+    /// the DBC knows the frame; returns whether it did. For `dump --dbc`.
+    pub fn describe(&self, frame: &CanFrame, out: &mut Vec<u8>) -> bool {
+        use std::io::Write as _;
+        let start = out.len();
+        let mut first = true;
+        let m = self.decode(frame, &mut |s| {
+            let sep = if first { "" } else { "," };
+            first = false;
+            let _ = write!(out, "{sep} {s}");
+        });
+        match m {
+            Some(m) => {
+                let head = format!("  {}:", m.name);
+                out.splice(start..start, head.bytes());
+                out.push(b'\n');
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Writes decoded signals as CSV, one row per signal:
+/// `timestamp,channel,id,message,signal,value,unit,label` (timestamp in seconds since
+/// the epoch with 9 decimals, id in hex as candump writes it). For `convert --dbc`.
+#[derive(Debug)]
+pub struct SignalCsv<W: io::Write> {
+    out: W,
+    line: String,
+    /// Rows written.
+    pub rows: u64,
+    /// Frames the DBC had no message for.
+    pub unknown_frames: u64,
+}
+
+impl<W: io::Write> SignalCsv<W> {
+    /// The header row.
+    pub const HEADER: &'static str = "timestamp,channel,id,message,signal,value,unit,label\n";
+
+    /// Starts the CSV (writes the header).
+    pub fn new(mut out: W) -> io::Result<SignalCsv<W>> {
+        out.write_all(Self::HEADER.as_bytes())?;
+        Ok(SignalCsv {
+            out,
+            line: String::with_capacity(256),
+            rows: 0,
+            unknown_frames: 0,
+        })
+    }
+
+    /// Writes the signals of one frame.
+    pub fn write_frame(&mut self, dbc: &Dbc, frame: &CanFrame) -> io::Result<()> {
+        use std::fmt::Write as _;
+        let Some(m) = dbc.message_for(frame) else {
+            self.unknown_frames += 1;
+            return Ok(());
+        };
+        let ts = frame.timestamp_ns;
+        let id = if frame.is_extended() {
+            format!("{:08X}", frame.id)
+        } else {
+            format!("{:03X}", frame.id)
+        };
+        let channel = frame.channel.to_string();
+        let (channel, name) = (csv_field(&channel), csv_field(&m.name));
+        let line = &mut self.line;
+        let mut rows = 0;
+        dbc.decode(frame, &mut |s| {
+            let _ = writeln!(
+                line,
+                "{}.{:09},{channel},{id},{name},{},{},{},{}",
+                ts / 1_000_000_000,
+                ts % 1_000_000_000,
+                csv_field(&s.signal.name),
+                s.value,
+                csv_field(&s.signal.unit),
+                csv_field(s.label.unwrap_or("")),
+            );
+            rows += 1;
+        });
+        self.out.write_all(self.line.as_bytes())?;
+        self.rows += rows;
+        self.line.clear();
+        Ok(())
+    }
+
+    /// Flushes and hands back the writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+/// The parser's message on one line: pest draws the place over several lines
+/// (`--> 1:5`, the source line, a caret, `= expected message_id`).
+fn one_line(message: &str) -> String {
+    let at = message
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("--> "))
+        .map(|p| format!("at line:column {p}: "));
+    let what = message
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("= "))
+        .unwrap_or_else(|| message.lines().next().unwrap_or("parse error"));
+    format!("{}{what}", at.unwrap_or_default())
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break.
+fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains([',', '"', '\n', '\r']) {
+        std::borrow::Cow::Owned(format!("\"{}\"", s.replace('"', "\"\"")))
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,6 +665,39 @@ VAL_ 256 Gear 0 "Park" 1 "Drive" 2 "Reverse" ;
         let f = CanFrame::new(0x100, 0, &[1, 0, 3]).unwrap();
         let names: Vec<_> = decode(&dbc, &f).into_iter().map(|s| s.0).collect();
         assert_eq!(names, ["Speed", "Temp"]);
+    }
+
+    #[test]
+    fn text_and_csv_lines() {
+        let dbc = Dbc::parse(DBC).unwrap();
+        let mut f = CanFrame::new(0x100, 0, &[0x34, 0x12, 0xF6, 0x0F, 0xA0, 0, 0x01, 0]).unwrap();
+        f.timestamp_ns = 1_700_000_000_123_456_789;
+        let mut out = Vec::new();
+        assert!(dbc.describe(&f, &mut out));
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "  Engine: Speed=46.6 km/h, Temp=-50 degC, Rpm=1000 rpm, Gear=1 (Drive)\n"
+        );
+        let mut csv = SignalCsv::new(Vec::new()).unwrap();
+        csv.write_frame(&dbc, &f).unwrap();
+        csv.write_frame(&dbc, &CanFrame::new(0x7FF, 0, &[]).unwrap())
+            .unwrap();
+        assert_eq!((csv.rows, csv.unknown_frames), (4, 1));
+        let text = String::from_utf8(csv.finish().unwrap()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "timestamp,channel,id,message,signal,value,unit,label"
+        );
+        assert_eq!(
+            lines[1],
+            "1700000000.123456789,vcan0,100,Engine,Speed,46.6,km/h,"
+        );
+        assert_eq!(
+            lines[4],
+            "1700000000.123456789,vcan0,100,Engine,Gear,1,,Drive"
+        );
+        assert_eq!(csv_field("a,\"b"), "\"a,\"\"b\"");
     }
 
     #[test]

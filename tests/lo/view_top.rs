@@ -238,3 +238,53 @@ fn top_under_tmux_shows_rows_and_obeys_keys() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn dump_dbc_prints_decoded_signals() {
+    let _turn = common::serial();
+    let port = "42912";
+    let dbc = crate::lab::repo().join("tests/data/views.dbc");
+    let dump = common::spawn(&[
+        "dump",
+        "--iface",
+        "lo",
+        "--port",
+        port,
+        "-n",
+        "3",
+        "--dbc",
+        dbc.to_str().unwrap(),
+    ]);
+    wait_until_answering(port, &[dump.id()]);
+    // EngineData (Speed 46.6 km/h, Gear 3 Drive), an ID the DBC lacks, Diag mux 2.
+    ok(&canmc(&[
+        "send",
+        "--iface",
+        "lo",
+        "--port",
+        port,
+        "100#3412F60FA0000C00",
+        "7FF#01",
+        "18FEF100#0202000102000000",
+    ]));
+    let out = dump.wait_with_output().unwrap();
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert!(
+        lines[0].contains("100") && lines[0].contains("34 12 F6 0F A0 00 0C 00"),
+        "{text}"
+    );
+    assert_eq!(
+        lines[1],
+        "  EngineData: Speed=46.6 km/h, CoolantTemp=-45 degC, Rpm=1000 rpm, Torque=-4.9 Nm, \
+         Gear=3 (Drive), Flag=0, Odd=7"
+    );
+    assert!(lines[2].contains("7FF"), "{text}");
+    assert!(lines[3].contains("18FEF100"), "{text}");
+    assert_eq!(
+        lines[4],
+        "  Diag: Service=2 (Counter), Mode=2 (Run), Count=66048"
+    );
+}

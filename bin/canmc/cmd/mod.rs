@@ -11,6 +11,7 @@ pub(crate) mod receiver;
 pub(crate) mod record;
 pub(crate) mod replay;
 pub(crate) mod send;
+pub(crate) mod signals;
 pub(crate) mod top;
 
 use std::time::{SystemTime, UNIX_EPOCH};
