@@ -1,7 +1,7 @@
 //! The terminal side of `canmc top`: the screen (ratatui on crossterm, drawn on stderr
 //! so stdout stays free for `--json`), the keys, and how a table copy is drawn.
 
-use std::io::{self, Stderr};
+use std::io::{self, BufWriter, Stderr};
 use std::time::Duration;
 
 use canmc::engine::Stats;
@@ -70,7 +70,8 @@ impl View {
 
 /// The terminal in raw mode on the alternate screen; restored when dropped.
 pub(crate) struct Screen {
-    term: Terminal<CrosstermBackend<Stderr>>,
+    /// Buffered, so that each frame reaches the terminal in one write, not cell by cell.
+    term: Terminal<CrosstermBackend<BufWriter<Stderr>>>,
 }
 
 impl Screen {
@@ -81,7 +82,10 @@ impl Screen {
             let _ = terminal::disable_raw_mode();
             return Err(e);
         }
-        match Terminal::new(CrosstermBackend::new(err)) {
+        match Terminal::new(CrosstermBackend::new(BufWriter::with_capacity(
+            1 << 16,
+            err,
+        ))) {
             Ok(term) => Ok(Screen { term }),
             Err(e) => {
                 let _ = execute!(io::stderr(), terminal::LeaveAlternateScreen, cursor::Show);
