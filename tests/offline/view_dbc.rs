@@ -24,7 +24,7 @@ fn repo() -> PathBuf {
 type Decoded = BTreeMap<(usize, String), (f64, String)>;
 
 fn frames() -> Vec<CanFrame> {
-    let mut rng = common::Rng(0x5eed_dbc);
+    let mut rng = common::Rng(0x05ee_ddbc);
     let mut out = Vec::new();
     for n in 0..3000 {
         let mut data = [0u8; 8];
