@@ -297,3 +297,94 @@ fn dump_dbc_prints_decoded_signals() {
         "  Diag: Service=2 (Counter), Mode=2 (Run), Count=258"
     );
 }
+
+#[test]
+fn top_plays_a_file_at_speed() {
+    use canmc::convert::{create_writer, FileFormat, WriterOptions};
+    use canmc::engine::Event;
+    use canmc::CanFrame;
+
+    let dir = common::tmpdir("view-top-file");
+    let path = dir.join("two-seconds.cmc");
+    let mut w = create_writer(&path, FileFormat::Cmc, WriterOptions::default()).unwrap();
+    let t0 = 1_750_000_000_000_000_000u64;
+    // 2 s of data: 0x100 every 10 ms (200 frames), 0x7FF every 100 ms (20), one loss
+    // event of 4 datagrams and one kernel-drop event of 2.
+    for i in 0..200u64 {
+        let mut f = CanFrame::new(0x100, 0, &[i as u8, 0xAB]).unwrap();
+        f.timestamp_ns = t0 + i * 10_000_000;
+        w.write_event(&Event::Frame(f)).unwrap();
+        if i % 10 == 0 {
+            let mut f = CanFrame::new(0x7FF, 0, &[1, 2, 3]).unwrap();
+            f.timestamp_ns = t0 + i * 10_000_000 + 1;
+            w.write_event(&Event::Frame(f)).unwrap();
+        }
+        if i == 100 {
+            w.write_event(&Event::Loss {
+                sender: Default::default(),
+                lost: 4,
+                timestamp_ns: t0 + i * 10_000_000 + 2,
+            })
+            .unwrap();
+            w.write_event(&Event::KernelDrops {
+                count: 2,
+                timestamp_ns: t0 + i * 10_000_000 + 3,
+            })
+            .unwrap();
+        }
+    }
+    w.finish().unwrap();
+
+    let tmux = Tmux {
+        socket: format!("canmc-test-file-{}", std::process::id()),
+    };
+    // At 4× the 2 s take 0.5 s; the screen says when the file is done.
+    let cmd = format!(
+        "exec {} top --file {} --speed 4",
+        common::CANMC,
+        path.display()
+    );
+    let start = Instant::now();
+    ok(&tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "top",
+        "-x",
+        "150",
+        "-y",
+        "30",
+        &cmd,
+    ]));
+    let s = tmux.wait_for("end of file", |s| s.contains("[END OF FILE]"));
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(450),
+        "played 2 s at 4× in {took:?}"
+    );
+    assert!(
+        s.contains("kernel drops 2  ring drops -  seq gaps 4"),
+        "{s}"
+    );
+    assert!(s.contains("IDs 2"), "{s}");
+    let r = row(&s, "-", "100").expect("row 100");
+    assert_eq!((r[2], r[4], r[6]), ("200", "10.000", "2"), "{s}");
+    assert_eq!(r[5], "0.000", "jitter of an exact period: {s}");
+    let r = row(&s, "-", "7FF").expect("row 7FF");
+    assert_eq!(
+        (r[2], r[4], &r[7..]),
+        ("20", "100.000", &["01", "02", "03"][..]),
+        "{s}"
+    );
+    assert_eq!(totals_frames(&s), Some(220));
+    tmux.keys(&["q"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while tmux.run(&["has-session", "-t", "top"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "top --file still running 5 s after q"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
