@@ -29,6 +29,7 @@ pub mod socket;
 pub mod stats;
 pub mod summary;
 mod sys;
+pub mod view;
 pub mod wire;
 
 pub use event::Event;

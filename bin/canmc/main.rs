@@ -37,6 +37,7 @@ macro_rules! eprintln {
 mod cli;
 mod cmd;
 mod term;
+mod tui;
 
 use cli::{Cli, Command};
 
@@ -113,6 +114,8 @@ fn main() -> ExitCode {
         Command::Replay(a) => cmd::replay::run(a),
         Command::Convert(a) => cmd::convert::run(a),
         Command::Info(a) => cmd::info::run(a),
+        Command::Top(a) => cmd::top::run(a),
+        Command::Plot(a) => cmd::plot::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
