@@ -256,8 +256,14 @@ fn attr<'py, T: FromPyObjectOwned<'py>>(msg: &Bound<'py, PyAny>, name: &str) -> 
     msg.getattr(name)?.extract::<T>().map_err(Into::into)
 }
 
-/// A `can.Message` (or anything with its attributes) as a validated frame.
-fn from_message(msg: &Bound<'_, PyAny>, default_channel: Option<&Channel>) -> PyResult<CanFrame> {
+/// A `can.Message` (or anything with its attributes) as a validated frame. With
+/// `stamp_now`, a message without a timestamp (0, python-can's default) gets the
+/// current time (for sending); a file writer keeps it.
+fn from_message(
+    msg: &Bound<'_, PyAny>,
+    default_channel: Option<&Channel>,
+    stamp_now: bool,
+) -> PyResult<CanFrame> {
     let id: u32 = attr(msg, "arbitration_id")?;
     let mut fl = 0u8;
     for (name, bit) in [
@@ -298,9 +304,11 @@ fn from_message(msg: &Bound<'_, PyAny>, default_channel: Option<&Channel>) -> Py
     .map_err(|e| PyValueError::new_err(format!("cannot send this message: {e}")))?;
     let ts: f64 = attr(msg, "timestamp").unwrap_or(0.0);
     frame.timestamp_ns = if ts.is_finite() && ts > 0.0 {
-        (ts * 1e9) as u64
-    } else {
+        (ts * 1e9).round() as u64
+    } else if stamp_now {
         now_ns()
+    } else {
+        0
     };
     if !attr::<bool>(msg, "is_rx").unwrap_or(true) {
         frame.set_direction(Direction::Tx);
@@ -533,7 +541,7 @@ impl NativeBus {
             let Some(tx) = g.as_ref() else {
                 return Err(PyOSError::new_err("the bus has been shut down"));
             };
-            from_message(msg, tx.default_channel.as_ref())?
+            from_message(msg, tx.default_channel.as_ref(), true)?
         };
         if frame.is_fd() && !self.fd {
             return Err(PyValueError::new_err(
@@ -1037,7 +1045,7 @@ impl FileWriter {
 
     /// Appends one message.
     fn write(&self, msg: &Bound<'_, PyAny>) -> PyResult<()> {
-        let frame = from_message(msg, None)?;
+        let frame = from_message(msg, None, false)?;
         let mut g = lock(&self.inner);
         let Some(w) = g.as_mut() else {
             return Err(PyValueError::new_err(format!(
