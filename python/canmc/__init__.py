@@ -265,7 +265,11 @@ def record(
         ``seq_gaps``, ``decode_errors``, ``elapsed_s``, ... (as ``canmc record --json``).
     """
     specs = [
-        (int(f["can_id"]), int(f["can_mask"]), None if f.get("extended") is None else bool(f["extended"]))
+        (
+            int(f["can_id"]),
+            int(f["can_mask"]),
+            None if f.get("extended") is None else bool(f["extended"]),
+        )
         for f in filters or ()
     ]
     return _canmc.record(

@@ -28,8 +28,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use canmc::convert::{self, ConvertError, FileFormat, FrameWriter, ReadOptions, WriterOptions};
-use canmc::engine::{Counters, Dispatch, Engine, EngineConfig, Event, InlineConsumer};
 use canmc::engine::{ConsumerHandle, PingIdentity};
+use canmc::engine::{Counters, Dispatch, Engine, EngineConfig, Event, InlineConsumer};
 use canmc::frame::flags;
 use canmc::record::{End, Record, RecordError, Recording};
 use canmc::recv::{self, IoMode, RecvConfig};
@@ -42,7 +42,7 @@ use numpy::IntoPyArray;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyDict, PyList, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyTuple};
 
 create_exception!(
     _canmc,
@@ -166,9 +166,10 @@ fn net_config(
     cfg.iface = iface;
     cfg.ttl = hop_limit;
     for s in sources {
-        let ip: IpAddr = s.trim().parse().map_err(|_| {
-            PyValueError::new_err(format!("source {s:?} is not an IP address"))
-        })?;
+        let ip: IpAddr = s
+            .trim()
+            .parse()
+            .map_err(|_| PyValueError::new_err(format!("source {s:?} is not an IP address")))?;
         cfg.sources.push(ip);
     }
     cfg.validate().map_err(PyValueError::new_err)?;
@@ -256,6 +257,22 @@ fn attr<'py, T: FromPyObjectOwned<'py>>(msg: &Bound<'py, PyAny>, name: &str) -> 
     msg.getattr(name)?.extract::<T>().map_err(Into::into)
 }
 
+/// A message's `data` (bytearray, bytes, a sequence of ints, or None) as bytes.
+fn message_data(d: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if d.is_none() {
+        return Ok(Vec::new());
+    }
+    if let Ok(b) = d.cast::<PyByteArray>() {
+        return Ok(b.to_vec());
+    }
+    if let Ok(b) = d.cast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    d.extract::<Vec<u8>>().map_err(|_| {
+        PyValueError::new_err("message data must be bytes, a bytearray or a list of ints 0-255")
+    })
+}
+
 /// A `can.Message` (or anything with its attributes) as a validated frame. With
 /// `stamp_now`, a message without a timestamp (0, python-can's default) gets the
 /// current time (for sending); a file writer keeps it.
@@ -285,13 +302,7 @@ fn from_message(
             .map_err(|_| PyValueError::new_err(format!("remote frame dlc {len} is above 8")))?;
         CanFrame::remote(id, fl & flags::EXTENDED != 0, len)
     } else {
-        let data: Vec<u8> = match msg.getattr("data")? {
-            d if d.is_none() => Vec::new(),
-            d => d.extract::<Vec<u8>>().or_else(|_| {
-                // bytes / bytearray / memoryview
-                Ok::<_, PyErr>(d.call_method0("__bytes__").and_then(|b| b.extract())?)
-            })?,
-        };
+        let data = message_data(&msg.getattr("data")?)?;
         let mut f = CanFrame::new(id, fl, &data);
         if let (Ok(frame), Some(d)) = (&mut f, dlc) {
             // A classic frame may say DLC 9–15 with 8 data bytes.
@@ -319,9 +330,8 @@ fn from_message(
     } else if let Ok(i) = ch.extract::<i64>() {
         Channel::int(i)
     } else if let Ok(s) = ch.extract::<String>() {
-        Channel::str(&s).map_err(|e| {
-            PyValueError::new_err(format!("channel {s:?} cannot be carried: {e}"))
-        })?
+        Channel::str(&s)
+            .map_err(|e| PyValueError::new_err(format!("channel {s:?} cannot be carried: {e}")))?
     } else {
         return Err(PyValueError::new_err(
             "message channel must be None, an int or a str",
@@ -430,11 +440,14 @@ impl NativeBus {
             return Err(PyValueError::new_err("ring_capacity must be at least 1"));
         }
         py.detach(move || -> PyResult<NativeBus> {
-            let rx_sock = RecvSocket::open(&cfg).map_err(|e| io_error("cannot join the group", e))?;
-            let tx_sock = SendSocket::open(&cfg).map_err(|e| io_error("cannot open a sender", e))?;
+            let rx_sock =
+                RecvSocket::open(&cfg).map_err(|e| io_error("cannot join the group", e))?;
+            let tx_sock =
+                SendSocket::open(&cfg).map_err(|e| io_error("cannot open a sender", e))?;
             let local_addr = tx_sock.local_addr();
-            let (source, note) = recv::open_source(rx_sock.into_socket(), io, &RecvConfig::default())
-                .map_err(|e| io_error("cannot start receiving", e))?;
+            let (source, note) =
+                recv::open_source(rx_sock.into_socket(), io, &RecvConfig::default())
+                    .map_err(|e| io_error("cannot start receiving", e))?;
             let config = EngineConfig {
                 consumers: 1,
                 ring_capacity,
@@ -451,8 +464,8 @@ impl NativeBus {
             let io_mode = engine.io_mode();
             let counters = engine.counters();
             let consumer = consumers.remove(0);
-            let sender = FrameSender::new(tx_sock, format, native::DEFAULT_MAX_DATAGRAM, 0)
-                .with_key(key);
+            let sender =
+                FrameSender::new(tx_sock, format, native::DEFAULT_MAX_DATAGRAM, 0).with_key(key);
             let rx = RxSide {
                 consumer,
                 filters: Vec::new(),
@@ -484,7 +497,11 @@ impl NativeBus {
     /// The next message passing the filters, or None after `timeout` seconds (None:
     /// wait for ever). Releases the GIL while waiting; Ctrl-C raises KeyboardInterrupt.
     #[pyo3(signature = (timeout=None))]
-    fn recv<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Option<Bound<'py, PyAny>>> {
+    fn recv<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let deadline = match timeout {
             Some(t) if t.is_nan() => {
                 return Err(PyValueError::new_err("timeout must be a number of seconds"))
@@ -710,11 +727,17 @@ struct Window {
 
 impl Window {
     fn id_ok(&self, id: u32) -> bool {
-        self.ids.as_ref().is_none_or(|ids| ids.binary_search(&id).is_ok())
+        self.ids
+            .as_ref()
+            .is_none_or(|ids| ids.binary_search(&id).is_ok())
     }
 }
 
-fn read_cmc(path: &Path, w: &Window, stop: &AtomicBool) -> Result<(Columns, Option<String>), ConvertError> {
+fn read_cmc(
+    path: &Path,
+    w: &Window,
+    stop: &AtomicBool,
+) -> Result<(Columns, Option<String>), ConvertError> {
     let recording = Recording::open(path)?;
     let mut records = match w.start_ns {
         Some(t) => recording.seek(t),
@@ -787,7 +810,15 @@ fn read_other(
                 return false;
             }
             if w.id_ok(f.id) {
-                c.push(f.timestamp_ns, f.id, f.flags, message_dlc(f), f.len, f.payload(), &f.channel);
+                c.push(
+                    f.timestamp_ns,
+                    f.id,
+                    f.flags,
+                    message_dlc(f),
+                    f.len,
+                    f.payload(),
+                    &f.channel,
+                );
             }
             true
         },
@@ -877,7 +908,13 @@ struct FrameReader {
 
 const READ_BATCH: usize = 4096;
 
-fn reader_thread(path: PathBuf, format: FileFormat, skip_bad: bool, tx: SyncSender<Batch>, stop: Arc<AtomicBool>) {
+fn reader_thread(
+    path: PathBuf,
+    format: FileFormat,
+    skip_bad: bool,
+    tx: SyncSender<Batch>,
+    stop: Arc<AtomicBool>,
+) {
     let mut batch = Vec::with_capacity(READ_BATCH);
     let mut gone = false;
     let res = convert::read_events(
@@ -982,7 +1019,9 @@ impl FrameReader {
                 Err(RecvTimeoutError::Timeout) => py.check_signals()?,
                 Err(RecvTimeoutError::Disconnected) => {
                     self.finish();
-                    return Err(CanmcError::new_err("the reader thread stopped unexpectedly"));
+                    return Err(CanmcError::new_err(
+                        "the reader thread stopped unexpectedly",
+                    ));
                 }
             }
         }
@@ -1035,7 +1074,8 @@ impl FileWriter {
     #[new]
     fn new(path: PathBuf) -> PyResult<FileWriter> {
         let format = format_of(&path)?;
-        let w = convert::create_writer(&path, format, WriterOptions::default()).map_err(convert_error)?;
+        let w = convert::create_writer(&path, format, WriterOptions::default())
+            .map_err(convert_error)?;
         Ok(FileWriter {
             inner: Mutex::new(Some(w)),
             path,
@@ -1164,7 +1204,8 @@ fn record<'py>(
     let sock = RecvSocket::open(&cfg).map_err(|e| io_error("cannot join the group", e))?;
     let (source, _note) = recv::open_source(sock.into_socket(), io, &RecvConfig::default())
         .map_err(|e| io_error("cannot start receiving", e))?;
-    let writer = convert::create_writer(&path, format, WriterOptions::default()).map_err(convert_error)?;
+    let writer =
+        convert::create_writer(&path, format, WriterOptions::default()).map_err(convert_error)?;
     let sink = RecordSink {
         writer,
         filters: filters
@@ -1186,7 +1227,8 @@ fn record<'py>(
         auth_key: key,
         ..EngineConfig::default()
     };
-    let running = Engine::start_inline(source, config, sink).map_err(|e| io_error("cannot start the engine", e))?;
+    let running = Engine::start_inline(source, config, sink)
+        .map_err(|e| io_error("cannot start the engine", e))?;
     let counters = running.engine().counters();
     let io_mode = running.engine().io_mode();
     let start = Instant::now();
@@ -1202,7 +1244,9 @@ fn record<'py>(
     running.engine().stop_after_draining();
     let (result, sink) = py.detach(|| running.join());
     let Some(sink) = sink else {
-        return Err(CanmcError::new_err("the receive thread died; the recording may be incomplete"));
+        return Err(CanmcError::new_err(
+            "the receive thread died; the recording may be incomplete",
+        ));
     };
     let finished = py.detach(|| sink.writer.finish());
     if let Some(e) = interrupted {
@@ -1266,14 +1310,18 @@ fn replay<'py>(
     let key = read_key(key_file)?;
     if let Some(s) = speed {
         if !(s.is_finite() && s > 0.0) {
-            return Err(PyValueError::new_err(format!("speed={s}: must be a positive factor")));
+            return Err(PyValueError::new_err(format!(
+                "speed={s}: must be a positive factor"
+            )));
         }
     }
     let secs = |name: &str, v: Option<f64>| -> PyResult<Option<Duration>> {
         match v {
             None => Ok(None),
             Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-            Some(s) => Err(PyValueError::new_err(format!("{name}={s}: must be seconds >= 0"))),
+            Some(s) => Err(PyValueError::new_err(format!(
+                "{name}={s}: must be seconds >= 0"
+            ))),
         }
     };
     let opts = canmc::replay::ReplayOptions {
@@ -1285,7 +1333,8 @@ fn replay<'py>(
         ..Default::default()
     };
     let sock = SendSocket::open(&cfg).map_err(|e| io_error("cannot open a sender", e))?;
-    let mut tx = FrameSender::new(sock, format_wire, native::DEFAULT_MAX_DATAGRAM, 1_000_000).with_key(key);
+    let mut tx =
+        FrameSender::new(sock, format_wire, native::DEFAULT_MAX_DATAGRAM, 1_000_000).with_key(key);
     let interrupted: Mutex<Option<PyErr>> = Mutex::new(None);
     let last_check = Mutex::new(Instant::now());
     let stop = || {
@@ -1392,8 +1441,18 @@ fn info<'py>(py: Python<'py>, path: PathBuf, skip_bad: bool) -> PyResult<Bound<'
     d.set_item("last_ns", (a.frames > 0).then_some(a.last))?;
     let span = a.last.saturating_sub(a.first) as f64 / 1e9;
     d.set_item("span_s", if a.frames > 0 { span } else { 0.0 })?;
-    d.set_item("rate_fps", if span > 0.0 { a.frames as f64 / span } else { 0.0 })?;
-    for (i, k) in ["standard", "extended", "remote", "error", "fd"].iter().enumerate() {
+    d.set_item(
+        "rate_fps",
+        if span > 0.0 {
+            a.frames as f64 / span
+        } else {
+            0.0
+        },
+    )?;
+    for (i, k) in ["standard", "extended", "remote", "error", "fd"]
+        .iter()
+        .enumerate()
+    {
         d.set_item(*k, a.kinds[i])?;
     }
     d.set_item("ids", a.ids.len())?;

@@ -15,20 +15,52 @@ def sample_messages(n: int = 0) -> list[can.Message]:
     msgs = [
         can.Message(timestamp=t, arbitration_id=0x123, is_extended_id=False, data=b"\xde\xad"),
         can.Message(timestamp=t + 0.001, arbitration_id=0x12345678, data=bytes(range(8))),
-        can.Message(timestamp=t + 0.002, arbitration_id=0x7FF, is_extended_id=False,
-                    is_remote_frame=True, dlc=4),
-        can.Message(timestamp=t + 0.003, arbitration_id=0x1ABCDE, is_fd=True,
-                    bitrate_switch=True, data=bytes(range(64))),
-        can.Message(timestamp=t + 0.004, arbitration_id=0x100, is_extended_id=False,
-                    is_fd=True, error_state_indicator=True, data=bytes(12)),
-        can.Message(timestamp=t + 0.005, arbitration_id=0x000, is_extended_id=False,
-                    data=b"", channel="can1"),
-        can.Message(timestamp=t + 0.006, arbitration_id=0x2, is_extended_id=False,
-                    is_error_frame=True, data=bytes(8)),
+        can.Message(
+            timestamp=t + 0.002,
+            arbitration_id=0x7FF,
+            is_extended_id=False,
+            is_remote_frame=True,
+            dlc=4,
+        ),
+        can.Message(
+            timestamp=t + 0.003,
+            arbitration_id=0x1ABCDE,
+            is_fd=True,
+            bitrate_switch=True,
+            data=bytes(range(64)),
+        ),
+        can.Message(
+            timestamp=t + 0.004,
+            arbitration_id=0x100,
+            is_extended_id=False,
+            is_fd=True,
+            error_state_indicator=True,
+            data=bytes(12),
+        ),
+        can.Message(
+            timestamp=t + 0.005,
+            arbitration_id=0x000,
+            is_extended_id=False,
+            data=b"",
+            channel="can1",
+        ),
+        can.Message(
+            timestamp=t + 0.006,
+            arbitration_id=0x2,
+            is_extended_id=False,
+            is_error_frame=True,
+            data=bytes(8),
+        ),
     ]
     for i in range(n):
-        msgs.append(can.Message(timestamp=t + 0.01 + i * 1e-4, arbitration_id=0x200 + i % 16,
-                                is_extended_id=False, data=i.to_bytes(4, "big")))
+        msgs.append(
+            can.Message(
+                timestamp=t + 0.01 + i * 1e-4,
+                arbitration_id=0x200 + i % 16,
+                is_extended_id=False,
+                data=i.to_bytes(4, "big"),
+            )
+        )
     return msgs
 
 

@@ -19,13 +19,10 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-
 from conftest import REPO, in_private_netns
 
 TESTS = Path(
-    os.environ.get("CANMC_PYCAN_TESTS")
-    or REPO / ".venv/pycan-sdist/python_can-4.6.1/test"
+    os.environ.get("CANMC_PYCAN_TESTS") or REPO / ".venv/pycan-sdist/python_can-4.6.1/test"
 )
 
 
@@ -140,5 +137,3 @@ class TestCanmcPycanV6(_Lab, b2b.Back2BackTestCase):
     INTERFACE_1, INTERFACE_2 = "canmc", "udp_multicast"
     CHANNEL_1 = CHANNEL_2 = V6
     test_unique_message_instances = _own_messages_unsupported
-
-

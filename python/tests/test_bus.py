@@ -12,6 +12,7 @@ import time
 
 import can
 import pytest
+
 from helpers import V4, same_frame, sample_messages
 
 pytestmark = pytest.mark.usefixtures("lab")
@@ -66,8 +67,10 @@ def test_receive_own_messages_marked_tx(port):
 
 
 def test_filters_run_in_the_engine(port):
-    with bus(port, can_filters=[{"can_id": 0x100, "can_mask": 0x7F0, "extended": False}]) as a, \
-            bus(port) as tx:
+    with (
+        bus(port, can_filters=[{"can_id": 0x100, "can_mask": 0x7F0, "extended": False}]) as a,
+        bus(port) as tx,
+    ):
         for i in (0x100, 0x105, 0x200, 0x10F):
             tx.send(can.Message(arbitration_id=i, is_extended_id=False))
         tx.send(can.Message(arbitration_id=0x100, is_extended_id=True))
@@ -105,9 +108,11 @@ def test_stats_counters(port):
 def test_native_wire_with_key_refuses_others(port, tmp_path):
     key = tmp_path / "k.key"
     key.write_text(os.urandom(32).hex())
-    with bus(port, wire="native", key_file=str(key)) as a, \
-            bus(port, wire="native", key_file=str(key)) as b, \
-            bus(port) as plain:
+    with (
+        bus(port, wire="native", key_file=str(key)) as a,
+        bus(port, wire="native", key_file=str(key)) as b,
+        bus(port) as plain,
+    ):
         a.send(can.Message(arbitration_id=0x77, data=b"\x01\x02"))
         m = b.recv(1)
         assert m is not None and m.arbitration_id == 0x77 and bytes(m.data) == b"\x01\x02"

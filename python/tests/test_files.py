@@ -11,9 +11,10 @@ import can
 import numpy as np
 import pyarrow as pa
 import pytest
-from helpers import same_frame, sample_messages
 
 import canmc
+
+from helpers import same_frame, sample_messages
 
 
 def write_cmc(path: Path, msgs: list[can.Message]) -> None:
@@ -44,8 +45,12 @@ def test_logconvert_cmc_to_asc_and_back(tmp_path):
     msgs = sample_messages(50)
     write_cmc(src, msgs)
     for a, b in [(src, asc), (asc, back)]:
-        r = subprocess.run([sys.executable, "-m", "can.logconvert", str(a), str(b)],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "can.logconvert", str(a), str(b)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode == 0, r.stderr
     asc_msgs = list(can.LogReader(str(asc)))
     assert len(asc_msgs) == len(msgs)
@@ -153,9 +158,15 @@ def test_not_a_recording(tmp_path):
 def _corrupt(tmp_path) -> tuple[Path, int]:
     """A recording of 300 frames with the payload of frame 200 damaged on disk."""
     path = tmp_path / "c.cmc"
-    msgs = [can.Message(timestamp=1.7e9 + i, arbitration_id=0x10, is_extended_id=False,
-                        data=(0xC0DE0000 + i).to_bytes(4, "big") + b"\xaa\xbb\xcc\xdd")
-            for i in range(300)]
+    msgs = [
+        can.Message(
+            timestamp=1.7e9 + i,
+            arbitration_id=0x10,
+            is_extended_id=False,
+            data=(0xC0DE0000 + i).to_bytes(4, "big") + b"\xaa\xbb\xcc\xdd",
+        )
+        for i in range(300)
+    ]
     write_cmc(path, msgs)
     raw = bytearray(path.read_bytes())
     at = raw.find((0xC0DE0000 + 200).to_bytes(4, "big") + b"\xaa\xbb\xcc\xdd")

@@ -11,9 +11,10 @@ import time
 
 import can
 import pytest
-from helpers import V4, same_frame, sample_messages
 
 import canmc
+
+from helpers import V4, same_frame, sample_messages
 
 pytestmark = pytest.mark.usefixtures("lab")
 
@@ -31,9 +32,24 @@ def wait_for_logger(proc):
 def test_python_can_logger_records_cmc(tmp_path, port):
     out = tmp_path / "log.cmc"
     p = subprocess.Popen(
-        [sys.executable, "-u", "-m", "can.logger", "-i", "canmc", "-c", V4,
-         "--bus-kwargs", f"port={port}", "iface=lo", "-f", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "can.logger",
+            "-i",
+            "canmc",
+            "-c",
+            V4,
+            "--bus-kwargs",
+            f"port={port}",
+            "iface=lo",
+            "-f",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         wait_for_logger(p)
@@ -60,10 +76,25 @@ def test_python_can_player_plays_cmc(tmp_path, port):
             w.on_message_received(m)
     with can.Bus(interface="canmc", channel=V4, port=port, iface="lo") as rx:
         r = subprocess.run(
-            [sys.executable, "-m", "can.player", "-i", "canmc", "-c", V4, "--ignore-timestamps",
-             "--error-frames",
-             "--bus-kwargs", f"port={port}", "iface=lo", "--", str(src)],
-            capture_output=True, text=True, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "can.player",
+                "-i",
+                "canmc",
+                "-c",
+                V4,
+                "--ignore-timestamps",
+                "--error-frames",
+                "--bus-kwargs",
+                f"port={port}",
+                "iface=lo",
+                "--",
+                str(src),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert r.returncode == 0, r.stderr
         got = []
@@ -79,8 +110,9 @@ def test_record_and_replay(tmp_path, port):
     result = {}
 
     def rec():
-        result["summary"] = canmc.record(path, V4, port=port, iface="lo", count=len(msgs),
-                                         duration=20)
+        result["summary"] = canmc.record(
+            path, V4, port=port, iface="lo", count=len(msgs), duration=20
+        )
 
     t = threading.Thread(target=rec)
     t.start()
