@@ -30,14 +30,25 @@ import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_common as bc  # noqa: E402
+import bench_common as bc
 
 GROUP = "239.74.163.2"
 PORT = 43117
 TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(bc.REPO, "target")
 CANMC = os.path.join(TARGET, "release", "canmc")
-RATES = [5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 300_000, 400_000, 500_000,
-         700_000, 1_000_000]
+RATES = [
+    5_000,
+    10_000,
+    20_000,
+    50_000,
+    100_000,
+    200_000,
+    300_000,
+    400_000,
+    500_000,
+    700_000,
+    1_000_000,
+]
 SECONDS = 1.0
 
 RECEIVER = r"""
@@ -74,14 +85,35 @@ def run_rate(py, rate):
     n = int(rate * SECONDS)
     procs = {}
     for kind in ("udp_multicast", "canmc"):
-        p = subprocess.Popen([py, "-c", RECEIVER, kind, GROUP, str(PORT), str(n)],
-                             stdout=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            [py, "-c", RECEIVER, kind, GROUP, str(PORT), str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert p.stdout.readline().strip() == "ready", kind
         procs[kind] = p
     time.sleep(0.3)
-    gen = subprocess.run([CANMC, "gen", "--iface", "lo", "--port", str(PORT), "--rate",
-                          str(rate), "-n", str(n), "-L", "8", "--json"],
-                         capture_output=True, text=True, timeout=120)
+    gen = subprocess.run(
+        [
+            CANMC,
+            "gen",
+            "--iface",
+            "lo",
+            "--port",
+            str(PORT),
+            "--rate",
+            str(rate),
+            "-n",
+            str(n),
+            "-L",
+            "8",
+            "--json",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if gen.returncode != 0:
         sys.exit(f"bench: canmc gen failed: {gen.stderr}")
     sent = json.loads(gen.stdout)
@@ -99,14 +131,21 @@ def bench_recv(py):
     for rate in RATES:
         row = run_rate(py, rate)
         rows.append(row)
-        for k in lossless:
+        for k, best in lossless.items():
             if row[k]["lossless"]:
-                lossless[k] = max(lossless[k], rate)
-        print(f"recv {rate:>9} fps: udp_multicast {row['udp_multicast']['received']:>8}/{row['sent']}"
-              f"  canmc {row['canmc']['received']:>8}/{row['sent']}", file=sys.stderr)
+                lossless[k] = max(best, rate)
+        print(
+            f"recv {rate:>9} fps: udp_multicast {row['udp_multicast']['received']:>8}/{row['sent']}"
+            f"  canmc {row['canmc']['received']:>8}/{row['sent']}",
+            file=sys.stderr,
+        )
         if not row["udp_multicast"]["lossless"] and not row["canmc"]["lossless"]:
             break
-    ratio = lossless["canmc"] / lossless["udp_multicast"] if lossless["udp_multicast"] else None
+    ratio = (
+        lossless["canmc"] / lossless["udp_multicast"]
+        if lossless["udp_multicast"]
+        else None
+    )
     return {"rows": rows, "lossless_fps": lossless, "ratio": ratio}
 
 
@@ -117,8 +156,10 @@ def write_log(path, n):
         chunk = []
         for i in range(n):
             t = t0 + i * 100
-            chunk.append(f"({t // 1_000_000}.{t % 1_000_000:06d}) can0 {0x100 + (i & 15):03X}#"
-                         f"{i & 0xFFFFFFFF:08X}{(i * 7) & 0xFFFFFFFF:08X}\n")
+            chunk.append(
+                f"({t // 1_000_000}.{t % 1_000_000:06d}) can0 {0x100 + (i & 15):03X}#"
+                f"{i & 0xFFFFFFFF:08X}{(i * 7) & 0xFFFFFFFF:08X}\n"
+            )
             if len(chunk) == 100_000:
                 f.write("".join(chunk))
                 chunk.clear()
@@ -131,8 +172,10 @@ def bench_read(py, n, workdir):
     t = time.monotonic()
     write_log(log, n)
     subprocess.run([CANMC, "convert", log, cmc], check=True, capture_output=True)
-    print(f"read: wrote {n} frames as .log and .cmc in {time.monotonic() - t:.1f} s",
-          file=sys.stderr)
+    print(
+        f"read: wrote {n} frames as .log and .cmc in {time.monotonic() - t:.1f} s",
+        file=sys.stderr,
+    )
     code = r"""
 import json, resource, sys, time
 import can, canmc
@@ -157,20 +200,35 @@ print(json.dumps({"frames": n, "seconds": time.perf_counter() - t, "cpu_s": cpu(
     res = {"frames": n}
     # The page cache holds both files after writing; each reader runs in a fresh
     # process, arrays and table twice (the better of two: the first pays page faults).
-    for which, reps in (("table", 2), ("arrays", 2), ("table_log", 1), ("logreader", 1)):
+    for which, reps in (
+        ("table", 2),
+        ("arrays", 2),
+        ("table_log", 1),
+        ("logreader", 1),
+    ):
         best = None
         for _ in range(reps):
-            r = subprocess.run([py, "-c", code, log, cmc, which], capture_output=True,
-                               text=True, check=True)
+            r = subprocess.run(
+                [py, "-c", code, log, cmc, which],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             one = json.loads(r.stdout)
             assert one["frames"] == n, (which, one)
             if best is None or one["seconds"] < best["seconds"]:
                 best = one
-        res[which] = {"seconds": best["seconds"], "cpu_s": best["cpu_s"],
-                      "fps": n / best["seconds"], "fps_cpu": n / best["cpu_s"]}
-        print(f"read {which:>10}: {best['seconds']:8.3f} s wall {n / best['seconds'] / 1e6:7.2f}"
-              f" M frames/s; {best['cpu_s']:8.3f} s CPU {n / best['cpu_s'] / 1e6:7.2f} M frames/s",
-              file=sys.stderr)
+        res[which] = {
+            "seconds": best["seconds"],
+            "cpu_s": best["cpu_s"],
+            "fps": n / best["seconds"],
+            "fps_cpu": n / best["cpu_s"],
+        }
+        print(
+            f"read {which:>10}: {best['seconds']:8.3f} s wall {n / best['seconds'] / 1e6:7.2f}"
+            f" M frames/s; {best['cpu_s']:8.3f} s CPU {n / best['cpu_s'] / 1e6:7.2f} M frames/s",
+            file=sys.stderr,
+        )
     for k in ("table", "arrays"):
         res[f"ratio_{k}_vs_logreader"] = res["logreader"]["seconds"] / res[k]["seconds"]
         res[f"ratio_{k}_vs_logreader_cpu"] = res["logreader"]["cpu_s"] / res[k]["cpu_s"]
@@ -183,7 +241,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", choices=["recv", "read"])
     ap.add_argument("--frames", type=int, default=10_000_000)
-    ap.add_argument("--out", default=os.path.join(bc.REPO, "docs", "perf", "python.json"))
+    ap.add_argument(
+        "--out", default=os.path.join(bc.REPO, "docs", "perf", "python.json")
+    )
     a = ap.parse_args()
     if not bc.in_own_netns():
         sys.exit(bc.reexec_in_netns([sys.executable, *sys.argv]))
@@ -202,9 +262,15 @@ def main():
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     with open(a.out, "w") as f:
         json.dump(result, f, indent=1)
-    print(json.dumps({k: v for k, v in result.items() if k != "recv"} |
-                     {"recv": {k: v for k, v in result.get("recv", {}).items() if k != "rows"}},
-                     indent=1))
+    print(
+        json.dumps(
+            {k: v for k, v in result.items() if k != "recv"}
+            | {
+                "recv": {k: v for k, v in result.get("recv", {}).items() if k != "rows"}
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":
