@@ -49,7 +49,7 @@ RATES = [
     700_000,
     1_000_000,
 ]
-SECONDS = 1.0
+SECONDS = 2.0
 
 RECEIVER = r"""
 import json, sys, time
