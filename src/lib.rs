@@ -11,9 +11,11 @@
 pub mod bus;
 pub mod convert;
 pub mod engine;
+pub mod event;
 pub mod filter;
 pub mod frame;
 pub mod gen;
+pub mod ping;
 pub mod record;
 pub mod recv;
 pub mod replay;
@@ -22,7 +24,10 @@ pub mod send;
 pub mod seq;
 pub mod socket;
 pub mod summary;
+mod sys;
 pub mod wire;
 
+pub use event::Event;
 pub use frame::{CanFrame, Channel, ChannelRef, Direction, FrameError, SenderAddr};
+pub use sys::now_ns;
 pub use wire::{DecodeError, WireFormat};

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use crate::convert::{read_events, ConvertError, FileFormat, ReadOptions};
-use crate::engine::Event;
+use crate::event::Event;
 use crate::filter::FilterSet;
 use crate::send::FrameSender;
 

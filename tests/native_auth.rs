@@ -310,14 +310,14 @@ fn keyed_buses_talk_and_a_stranger_counts_bad_auth() {
     assert!(stranger.recv(Duration::from_millis(300)).unwrap().is_none());
     let c = stranger.counters();
     assert_eq!(
-        c.decode_errors[DecodeError::BadAuth as usize],
+        c.received.decode_error(DecodeError::BadAuth),
         fs.len() as u64
     );
-    assert_eq!((c.frames_received, c.seq_gaps), (0, 0));
+    assert_eq!((c.received.frames, c.received.seq_gaps), (0, 0));
     // A python-can datagram from the plain bus is refused by the keyed one.
     plain.send(&fs[0]).unwrap();
     assert!(b.recv(Duration::from_millis(300)).unwrap().is_none());
-    assert_eq!(b.counters().decode_errors[DecodeError::BadAuth as usize], 1);
+    assert_eq!(b.counters().received.decode_error(DecodeError::BadAuth), 1);
 }
 
 /// [`KEY`] in the file `k` of `dir`; its path, for `--key-file`.

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::engine::Event;
+use crate::event::Event;
 use crate::frame::{CanFrame, SenderAddr};
 use crate::record::{End, Record, RecordError, Recorder, RecorderOptions, Recording};
 

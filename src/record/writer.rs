@@ -20,6 +20,7 @@ use zerocopy::IntoBytes;
 use super::format::{self, kind, BlockRec, FrameRec, RecordHead, SegmentHeader};
 use super::RecordError;
 use crate::frame::{CanFrame, Channel, SenderAddr};
+use crate::sys::now_ns;
 
 /// When the recorder asks the kernel to write mapped pages to disk.
 ///
@@ -709,13 +710,6 @@ fn hash_sender(s: &SenderAddr) -> usize {
     let d = u32::from_ne_bytes(t) as u64;
     let h = (a ^ c.rotate_left(23) ^ d.rotate_left(47)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (h >> 32) as usize
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// Removes `base.1`, `base.2`, … left by an older recording, so they are never read as

@@ -97,18 +97,12 @@ pub(crate) fn summary_from(
     Summary {
         command,
         io: Some(io_mode_name(io)),
-        frames,
-        datagrams: stats.datagrams,
-        bytes: stats.bytes,
+        stats: canmc::engine::Stats {
+            frames,
+            filtered: filtered + stats.filtered,
+            ..*stats
+        },
         elapsed,
-        decode_errors: stats.decode_errors,
-        kernel_drops: stats.kernel_drops,
-        ring_drops: stats.ring_drops,
-        seq_gaps: stats.seq_gaps,
-        duplicates: stats.duplicates,
-        reordered: stats.reordered,
-        senders: stats.senders,
-        filtered: filtered + stats.filtered,
         ..Summary::default()
     }
 }
