@@ -156,7 +156,7 @@ class CanmcBus(BusABC):
         (native datagrams missing from their senders' sequences), ``decode_errors``
         (datagrams that were not valid frames; by kind in
         ``decode_errors_by_kind``), and traffic: ``frames``, ``datagrams``, ``bytes``,
-        ``frames_sent``, ``id_filtered``, ``sender_filtered``."""
+        ``frames_sent``, ``id_filtered``, ``filtered``."""
         return self._native.stats()
 
     @property

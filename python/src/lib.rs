@@ -598,21 +598,16 @@ impl NativeBus {
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = self.counters.snapshot();
         let d = PyDict::new(py);
-        d.set_item("frames", s.frames)?;
-        d.set_item("datagrams", s.datagrams)?;
-        d.set_item("bytes", s.bytes)?;
-        d.set_item("kernel_drops", s.kernel_drops)?;
-        d.set_item("ring_drops", s.ring_drops)?;
-        d.set_item("seq_gaps", s.seq_gaps)?;
-        d.set_item("duplicates", s.duplicates)?;
-        d.set_item("reordered", s.reordered)?;
+        // Every engine counter by its key (the list is defined once, in the engine).
+        for (k, v) in s.counts() {
+            d.set_item(k, v)?;
+        }
         d.set_item("decode_errors", s.decode_errors_total())?;
         let kinds = PyDict::new(py);
         for k in DecodeError::ALL {
             kinds.set_item(k.name(), s.decode_error(k))?;
         }
         d.set_item("decode_errors_by_kind", kinds)?;
-        d.set_item("sender_filtered", s.filtered)?;
         d.set_item("id_filtered", self.id_filtered.load(Ordering::Relaxed))?;
         d.set_item("senders", s.senders)?;
         d.set_item("frames_sent", self.frames_sent.load(Ordering::Relaxed))?;
@@ -1321,22 +1316,14 @@ fn record<'py>(
     }
     result.map_err(|e| io_error("receiving failed", e))?;
     finished.map_err(convert_error)?;
-    let s = counters.snapshot();
+    let mut stats = counters.snapshot();
+    stats.frames = sink.frames;
+    stats.filtered += sink.filtered;
     let sum = Summary {
         command: "record",
         io: Some(io_name(io_mode)),
-        frames: sink.frames,
-        datagrams: s.datagrams,
-        bytes: s.bytes,
+        stats,
         elapsed,
-        decode_errors: s.decode_errors,
-        kernel_drops: s.kernel_drops,
-        ring_drops: s.ring_drops,
-        seq_gaps: s.seq_gaps,
-        duplicates: s.duplicates,
-        reordered: s.reordered,
-        senders: s.senders,
-        filtered: sink.filtered + s.filtered,
         ..Summary::default()
     };
     summary_dict(py, &sum)
@@ -1416,11 +1403,13 @@ fn replay<'py>(
         return Err(e);
     }
     let stats = res.map_err(convert_error)?;
+    let mut sent = canmc::engine::Stats::default();
+    sent.frames = stats.frames;
+    sent.datagrams = tx.datagrams_sent();
+    sent.bytes = tx.bytes();
     let sum = Summary {
         command: "replay",
-        frames: stats.frames,
-        datagrams: tx.datagrams_sent(),
-        bytes: tx.bytes(),
+        stats: sent,
         elapsed: stats.elapsed,
         unsent: tx.health().unsent(),
         outages: tx.health().outages(),
