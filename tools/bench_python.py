@@ -128,13 +128,9 @@ def run_rate(py, rate):
 
 def bench_recv(py):
     rows = []
-    lossless = {"udp_multicast": 0, "canmc": 0}
     for rate in RATES:
         row = run_rate(py, rate)
         rows.append(row)
-        for k, best in lossless.items():
-            if row[k]["lossless"]:
-                lossless[k] = max(best, rate)
         print(
             f"recv {rate:>9} fps: udp_multicast {row['udp_multicast']['received']:>8}/{row['sent']}"
             f"  canmc {row['canmc']['received']:>8}/{row['sent']}",
@@ -142,12 +138,30 @@ def bench_recv(py):
         )
         if not row["udp_multicast"]["lossless"] and not row["canmc"]["lossless"]:
             break
-    ratio = (
-        lossless["canmc"] / lossless["udp_multicast"]
-        if lossless["udp_multicast"]
-        else None
-    )
-    return {"rows": rows, "lossless_fps": lossless, "ratio": ratio}
+    return {"rows": rows, **summarize(rows)}
+
+
+def summarize(rows):
+    """Per receiver: `lossless_up_to_fps`, the highest rate of an unbroken run of lossless
+    rates from the lowest (the figure; a loaded machine makes single rates noisy), and
+    `highest_lossless_fps` (any lossless rate); and the ratios canmc / udp_multicast."""
+    out = {"lossless_up_to_fps": {}, "highest_lossless_fps": {}}
+    for k in ("udp_multicast", "canmc"):
+        up_to = 0
+        for row in rows:
+            if not row[k]["lossless"]:
+                break
+            up_to = row["rate"]
+        out["lossless_up_to_fps"][k] = up_to
+        out["highest_lossless_fps"][k] = max(
+            [row["rate"] for row in rows if row[k]["lossless"]], default=0
+        )
+    for key in ("lossless_up_to_fps", "highest_lossless_fps"):
+        d = out[key]
+        out["ratio_" + key.removesuffix("_fps")] = (
+            d["canmc"] / d["udp_multicast"] if d["udp_multicast"] else None
+        )
+    return out
 
 
 def write_log(path, n):

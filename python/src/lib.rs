@@ -1138,27 +1138,29 @@ impl FileWriter {
         })
     }
 
-    /// Appends one message.
-    fn write(&self, msg: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Appends one message (the GIL is released while it is written).
+    fn write(&self, py: Python<'_>, msg: &Bound<'_, PyAny>) -> PyResult<()> {
         let frame = from_message(msg, None, false)?;
-        let mut g = lock(&self.inner);
-        let Some(w) = g.as_mut() else {
-            return Err(PyValueError::new_err(format!(
-                "{}: the writer is closed",
-                self.path.display()
-            )));
-        };
-        w.write_frame(&frame).map_err(convert_error)?;
+        py.detach(|| {
+            let mut g = lock(&self.inner);
+            let Some(w) = g.as_mut() else {
+                return Err(PyValueError::new_err(format!(
+                    "{}: the writer is closed",
+                    self.path.display()
+                )));
+            };
+            w.write_frame(&frame).map_err(convert_error)
+        })?;
         self.frames.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Pushes buffered data to the file.
-    fn flush(&self) -> PyResult<()> {
-        if let Some(w) = lock(&self.inner).as_mut() {
-            w.flush().map_err(convert_error)?;
-        }
-        Ok(())
+    fn flush(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| match lock(&self.inner).as_mut() {
+            Some(w) => w.flush().map_err(convert_error),
+            None => Ok(()),
+        })
     }
 
     /// Frames written so far.
