@@ -19,6 +19,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;

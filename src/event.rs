@@ -2,6 +2,8 @@
 //! engine's rings carry and the file readers and writers take, so neither depends on the
 //! other (or on threads).
 
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 use crate::frame::{CanFrame, SenderAddr};
 
 /// What a consumer receives.

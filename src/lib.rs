@@ -23,6 +23,7 @@ pub mod ring;
 pub mod send;
 pub mod seq;
 pub mod socket;
+pub mod stats;
 pub mod summary;
 mod sys;
 pub mod wire;

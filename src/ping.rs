@@ -18,6 +18,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::io;

@@ -2,6 +2,8 @@
 //! one JSON object (`--json`) for scripts. Both come from the engine's one counter list
 //! ([`Stats`]), so a counter added there shows up here.
 
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 use std::fmt::Write as _;
 use std::time::Duration;
 

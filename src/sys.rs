@@ -2,6 +2,8 @@
 //! host name, CPU pinning. Private to the crate; what embedders need is re-exported where
 //! it is used ([`crate::now_ns`], [`crate::engine::pin_current_thread`]).
 
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 use std::io;
 
 /// Nanoseconds since the Unix epoch by the system clock (the clock of

@@ -48,6 +48,8 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 //!
 //! The rooms: [`config`](EngineConfig) (settings), `counters` (the counter list),
 //! `consumer` (ring handles and wake-ups), `account` (per-datagram accounting, shared
