@@ -325,8 +325,12 @@ def replay(
 
 
 def info(path: StrPath, *, skip_bad: bool = False) -> dict[str, Any]:
-    """What a capture holds, as ``canmc info --json`` reports it: ``frames``, kinds
-    (``standard``, ``extended``, ``remote``, ``error``, ``fd``), ``first_ns`` /
-    ``last_ns``, ``ids`` (distinct), ``top_ids`` (``(id, extended, frames)``),
-    ``senders``, losses, and how a ``.cmc`` ended (``end``, ``problem``)."""
+    """What a capture holds, with the keys of ``canmc info --json`` (canmc's
+    ``CaptureStats``): ``frames``, kinds (``standard``, ``extended``, ``remote``,
+    ``error``, ``fd``), ``first_ns`` / ``last_ns`` (0 without frames), ``span_s``,
+    ``rate_fps``, ``ids`` (distinct), ``top_ids`` (``[{"id": "123", "frames": n}, ...]``),
+    ``senders``, losses (``loss_records``, ``lost_datagrams``, ``kernel_drop_records``,
+    ``kernel_drops``), ``skipped_lines``, and how a ``.cmc`` ended (``end``: ``"finished"``,
+    ``"unfinished"``, ``"truncated"``, ``"corrupt"``, None for other formats;
+    ``problem``: why it could not be read to its end, else None)."""
     return _canmc.info(os.fspath(path), skip_bad=skip_bad)

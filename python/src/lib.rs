@@ -18,7 +18,6 @@
 //! PyO3 turns a Rust panic into a Python exception at the boundary, and no code here
 //! panics on input.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,7 +41,7 @@ use numpy::IntoPyArray;
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyFileNotFoundError, PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 
 create_exception!(
     _canmc,
@@ -1405,10 +1404,12 @@ fn replay<'py>(
         return Err(e);
     }
     let stats = res.map_err(convert_error)?;
-    let mut sent = canmc::engine::Stats::default();
-    sent.frames = stats.frames;
-    sent.datagrams = tx.datagrams_sent();
-    sent.bytes = tx.bytes();
+    let sent = canmc::engine::Stats {
+        frames: stats.frames,
+        datagrams: tx.datagrams_sent(),
+        bytes: tx.bytes(),
+        ..Default::default()
+    };
     let sum = Summary {
         command: "replay",
         stats: sent,
@@ -1423,30 +1424,16 @@ fn replay<'py>(
     Ok(d)
 }
 
-/// What a capture holds, as a dict (what `canmc info --json` prints).
+/// What a capture holds, as a dict: the keys of `canmc info --json` (the library's
+/// [`CaptureStats`](canmc::stats::CaptureStats)), plus `problem` (why a damaged file
+/// could not be read to its end, else None).
 #[pyfunction]
 #[pyo3(signature = (path, skip_bad=false))]
-fn info<'py>(py: Python<'py>, path: PathBuf, skip_bad: bool) -> PyResult<Bound<'py, PyDict>> {
+fn info<'py>(py: Python<'py>, path: PathBuf, skip_bad: bool) -> PyResult<Bound<'py, PyAny>> {
     let format = format_of(&path)?;
     must_exist(&path)?;
-    #[derive(Default)]
-    struct Acc {
-        frames: u64,
-        first: u64,
-        last: u64,
-        kinds: [u64; 5],
-        ids: HashMap<(u32, bool), u64>,
-        senders: std::collections::BTreeSet<std::net::SocketAddr>,
-        loss_records: u64,
-        lost: u64,
-        drop_records: u64,
-        drops: u64,
-    }
-    let mut a = Acc {
-        first: u64::MAX,
-        ..Acc::default()
-    };
-    let stats = py
+    let mut stats = canmc::stats::CaptureStats::new();
+    let read = py
         .detach(|| {
             convert::read_events(
                 &path,
@@ -1456,71 +1443,19 @@ fn info<'py>(py: Python<'py>, path: PathBuf, skip_bad: bool) -> PyResult<Bound<'
                     start_ns: None,
                 },
                 &mut |ev| {
-                    match ev {
-                        Event::Frame(f) => {
-                            a.frames += 1;
-                            a.first = a.first.min(f.timestamp_ns);
-                            a.last = a.last.max(f.timestamp_ns);
-                            a.kinds[usize::from(f.is_extended())] += 1;
-                            a.kinds[2] += u64::from(f.is_remote());
-                            a.kinds[3] += u64::from(f.is_error());
-                            a.kinds[4] += u64::from(f.is_fd());
-                            *a.ids.entry((f.id, f.is_extended())).or_default() += 1;
-                            if let Some(s) = f.sender.get() {
-                                a.senders.insert(s);
-                            }
-                        }
-                        Event::Loss { lost, .. } => {
-                            a.loss_records += 1;
-                            a.lost += lost;
-                        }
-                        Event::KernelDrops { count, .. } => {
-                            a.drop_records += 1;
-                            a.drops += count;
-                        }
-                    }
+                    stats.add(ev);
                     true
                 },
             )
         })
         .map_err(convert_error)?;
-    let d = PyDict::new(py);
+    let json = serde_json::to_string(&stats.summary(10))
+        .map_err(|e| CanmcError::new_err(format!("cannot encode the statistics: {e}")))?;
+    let d = py.import("json")?.call_method1("loads", (json,))?;
     d.set_item("file", path.display().to_string())?;
     d.set_item("format", format.name())?;
-    d.set_item("frames", a.frames)?;
-    d.set_item("first_ns", (a.frames > 0).then_some(a.first))?;
-    d.set_item("last_ns", (a.frames > 0).then_some(a.last))?;
-    let span = a.last.saturating_sub(a.first) as f64 / 1e9;
-    d.set_item("span_s", if a.frames > 0 { span } else { 0.0 })?;
-    d.set_item(
-        "rate_fps",
-        if span > 0.0 {
-            a.frames as f64 / span
-        } else {
-            0.0
-        },
-    )?;
-    for (i, k) in ["standard", "extended", "remote", "error", "fd"]
-        .iter()
-        .enumerate()
-    {
-        d.set_item(*k, a.kinds[i])?;
-    }
-    d.set_item("ids", a.ids.len())?;
-    let mut top: Vec<_> = a.ids.iter().map(|(&(id, ext), &n)| (n, id, ext)).collect();
-    top.sort_unstable_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)));
-    let top_list = PyList::empty(py);
-    for &(n, id, ext) in top.iter().take(10) {
-        top_list.append(PyTuple::new(py, [id as u64, u64::from(ext), n])?)?;
-    }
-    d.set_item("top_ids", top_list)?;
-    d.set_item("senders", a.senders.len())?;
-    d.set_item("loss_records", a.loss_records)?;
-    d.set_item("lost_datagrams", a.lost)?;
-    d.set_item("kernel_drop_records", a.drop_records)?;
-    d.set_item("kernel_drops", a.drops)?;
-    d.set_item("skipped_lines", stats.skipped)?;
-    let end = match stats.cmc_end {
+    d.set_item("skipped_lines", read.skipped)?;
+    let end = match read.cmc_end {
         None => None,
         Some(End::Finished) => Some("finished"),
         Some(End::Unfinished) => Some("unfinished"),
@@ -1528,7 +1463,7 @@ fn info<'py>(py: Python<'py>, path: PathBuf, skip_bad: bool) -> PyResult<Bound<'
         Some(End::Corrupt { .. }) => Some("corrupt"),
     };
     d.set_item("end", end)?;
-    d.set_item("problem", stats.problem())?;
+    d.set_item("problem", read.problem())?;
     Ok(d)
 }
 
