@@ -678,13 +678,6 @@ impl Columns {
             ..Columns::default()
         };
         c.offsets.push(0);
-        for v in [&c.flags, &c.dlc, &c.len, &c.data] {
-            huge_pages(v);
-        }
-        huge_pages(&c.ts);
-        huge_pages(&c.offsets);
-        huge_pages(&c.id);
-        huge_pages(&c.channel);
         c
     }
 
@@ -736,27 +729,6 @@ impl Columns {
         self.offsets.push(self.data.len() as i64);
         let c = self.channel_index(ch);
         self.channel.push(c);
-    }
-}
-
-/// Asks the kernel to back a large column with transparent huge pages: filling a 10 M
-/// frame read otherwise takes ~100 000 page faults (measured with perf: a fifth of the
-/// time, docs/perf.md). A hint; nothing changes where it is refused.
-fn huge_pages<T>(v: &Vec<T>) {
-    const HUGE: usize = 2 << 20;
-    let bytes = v.capacity() * std::mem::size_of::<T>();
-    if bytes < 2 * HUGE {
-        return;
-    }
-    let start = v.as_ptr() as usize;
-    let first = (start + HUGE - 1) & !(HUGE - 1);
-    let end = (start + bytes) & !(HUGE - 1);
-    if end > first {
-        // SAFETY: [first, end) lies inside the Vec's live allocation; MADV_HUGEPAGE only
-        // changes how the kernel backs those pages, never their contents or mapping.
-        unsafe {
-            libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE);
-        }
     }
 }
 
