@@ -331,6 +331,9 @@ pub(crate) fn parse_loss_what(what: &str) -> Option<LossNote> {
 /// line (with its end) and returns `Ok(true)` to go on, `Ok(false)` to stop, or
 /// `Err(message)` for a line that does not parse: that stops reading with an error
 /// naming the file and line, or, with `skip_bad`, is counted in `stats.skipped`.
+///
+/// Bytes that are not UTF-8 (a Latin-1 month name, a stray 0xFF) do not stop the read:
+/// they become U+FFFD, so a line is refused only if the frame in it does not parse.
 pub(crate) fn read_lines(
     path: &Path,
     skip_bad: bool,
@@ -339,14 +342,15 @@ pub(crate) fn read_lines(
 ) -> Result<(), ConvertError> {
     let file = File::open(path).map_err(io_err(path))?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut line = String::with_capacity(512);
+    let mut raw = Vec::with_capacity(512);
     let mut number = 0u64;
     loop {
-        line.clear();
-        if reader.read_line(&mut line).map_err(io_err(path))? == 0 {
+        raw.clear();
+        if reader.read_until(b'\n', &mut raw).map_err(io_err(path))? == 0 {
             return Ok(());
         }
         number += 1;
+        let line = String::from_utf8_lossy(&raw);
         match parse(&line) {
             Ok(true) => {}
             Ok(false) => {
