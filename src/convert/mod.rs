@@ -5,6 +5,7 @@
 pub mod asc;
 pub mod candump;
 pub mod pcap;
+pub mod trc;
 
 use std::fmt;
 use std::fs::File;
@@ -28,6 +29,8 @@ pub enum FileFormat {
     Pcap,
     /// Vector ASC (`.asc`).
     Asc,
+    /// PEAK TRC (`.trc`).
+    Trc,
 }
 
 impl FileFormat {
@@ -43,6 +46,7 @@ impl FileFormat {
             Some("pcapng") => Ok(FileFormat::Pcapng),
             Some("pcap") => Ok(FileFormat::Pcap),
             Some("asc") => Ok(FileFormat::Asc),
+            Some("trc") => Ok(FileFormat::Trc),
             _ => Err(ConvertError::UnknownExtension(path.to_path_buf())),
         }
     }
@@ -54,6 +58,7 @@ impl FileFormat {
             FileFormat::Pcapng => "pcapng",
             FileFormat::Pcap => "pcap",
             FileFormat::Asc => "ASC",
+            FileFormat::Trc => "TRC",
         }
     }
 }
@@ -88,7 +93,7 @@ impl fmt::Display for ConvertError {
         match self {
             ConvertError::UnknownExtension(p) => write!(
                 f,
-                "{}: unknown extension (use .cmc, .log, .pcapng, .pcap or .asc)",
+                "{}: unknown extension (use .cmc, .log, .pcapng, .pcap, .asc or .trc)",
                 p.display()
             ),
             ConvertError::Io { path, source } => write!(f, "{}: {source}", path.display()),
@@ -171,6 +176,8 @@ pub trait FrameWriter: Send {
 pub struct WriterOptions {
     /// `.cmc` segment size and sync policy.
     pub recorder: RecorderOptions,
+    /// Which TRC version a `.trc` is written in (2.1 unless asked for 1.1).
+    pub trc_version: trc::TrcVersion,
 }
 
 /// Opens a writer for `path` in `format` (see [`FileFormat::from_path`]).
@@ -192,6 +199,7 @@ pub fn create_writer(
         FileFormat::Pcapng => Ok(Box::new(pcap::PcapngWriter::create(path)?)),
         FileFormat::Pcap => Ok(Box::new(pcap::PcapWriter::create(path)?)),
         FileFormat::Asc => Ok(Box::new(asc::AscWriter::create(path)?)),
+        FileFormat::Trc => Ok(Box::new(trc::TrcWriter::create(path, opts.trc_version)?)),
     }
 }
 
@@ -511,6 +519,7 @@ pub fn read_events(
             stats.events = events;
         }
         FileFormat::Asc => return asc::read(path, opts, f),
+        FileFormat::Trc => return trc::read(path, opts, f),
         FileFormat::Pcapng | FileFormat::Pcap => {
             let mut failed = None;
             pcap::read_packets(path, format == FileFormat::Pcapng, &mut |p| {
