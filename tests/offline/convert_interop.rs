@@ -7,8 +7,8 @@
 //! install them (`apt-get install tshark`; `tools/setup-venv.sh` makes `<repo>/.venv`,
 //! or point `CANMC_PYTHON` at a python with python-can).
 
-mod common;
-mod lab;
+use crate::common;
+use crate::lab;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
