@@ -123,6 +123,8 @@ impl Progress {
             FileFormat::Log => 40,
             FileFormat::Asc | FileFormat::Trc => 60,
             FileFormat::Pcap | FileFormat::Pcapng => 48,
+            // Compressed containers: about 8 bytes per classic frame.
+            FileFormat::Blf => 8,
         };
         Progress {
             enabled: io::stderr().is_terminal() && total_bytes > 8 << 20,

@@ -3,6 +3,7 @@
 //! `convert` and `replay` treat every format alike; the format is chosen by extension.
 
 pub mod asc;
+pub mod blf;
 pub mod candump;
 pub mod pcap;
 pub mod trc;
@@ -31,6 +32,8 @@ pub enum FileFormat {
     Asc,
     /// PEAK TRC (`.trc`).
     Trc,
+    /// Vector BLF (`.blf`).
+    Blf,
 }
 
 impl FileFormat {
@@ -47,6 +50,7 @@ impl FileFormat {
             Some("pcap") => Ok(FileFormat::Pcap),
             Some("asc") => Ok(FileFormat::Asc),
             Some("trc") => Ok(FileFormat::Trc),
+            Some("blf") => Ok(FileFormat::Blf),
             _ => Err(ConvertError::UnknownExtension(path.to_path_buf())),
         }
     }
@@ -59,6 +63,7 @@ impl FileFormat {
             FileFormat::Pcap => "pcap",
             FileFormat::Asc => "ASC",
             FileFormat::Trc => "TRC",
+            FileFormat::Blf => "BLF",
         }
     }
 }
@@ -93,7 +98,7 @@ impl fmt::Display for ConvertError {
         match self {
             ConvertError::UnknownExtension(p) => write!(
                 f,
-                "{}: unknown extension (use .cmc, .log, .pcapng, .pcap, .asc or .trc)",
+                "{}: unknown extension (use .cmc, .log, .pcapng, .pcap, .asc, .trc or .blf)",
                 p.display()
             ),
             ConvertError::Io { path, source } => write!(f, "{}: {source}", path.display()),
@@ -178,6 +183,8 @@ pub struct WriterOptions {
     pub recorder: RecorderOptions,
     /// Which TRC version a `.trc` is written in (2.1 unless asked for 1.1).
     pub trc_version: trc::TrcVersion,
+    /// Write `.blf` containers without zlib (stored), instead of compressed.
+    pub blf_uncompressed: bool,
 }
 
 /// Opens a writer for `path` in `format` (see [`FileFormat::from_path`]).
@@ -200,6 +207,10 @@ pub fn create_writer(
         FileFormat::Pcap => Ok(Box::new(pcap::PcapWriter::create(path)?)),
         FileFormat::Asc => Ok(Box::new(asc::AscWriter::create(path)?)),
         FileFormat::Trc => Ok(Box::new(trc::TrcWriter::create(path, opts.trc_version)?)),
+        FileFormat::Blf => Ok(Box::new(blf::BlfWriter::create(
+            path,
+            !opts.blf_uncompressed,
+        )?)),
     }
 }
 
@@ -411,6 +422,9 @@ pub struct ReadStats {
     pub events: u64,
     /// Bad lines skipped (with `skip_bad`).
     pub skipped: u64,
+    /// Objects of kinds that carry no frame for canmc, skipped (BLF objects other than
+    /// CAN frames, errors and canmc's notes).
+    pub other_objects: u64,
     /// The callback asked to stop.
     pub stopped: bool,
     /// For a `.cmc`: how its records ended (`None` for other formats, or when the
@@ -520,6 +534,7 @@ pub fn read_events(
         }
         FileFormat::Asc => return asc::read(path, opts, f),
         FileFormat::Trc => return trc::read(path, opts, f),
+        FileFormat::Blf => return blf::read(path, opts, f),
         FileFormat::Pcapng | FileFormat::Pcap => {
             let mut failed = None;
             pcap::read_packets(path, format == FileFormat::Pcapng, &mut |p| {
