@@ -21,8 +21,9 @@
 //!
 //! Frame objects read: CAN_MESSAGE (1) and CAN_MESSAGE2 (86) (channel u16, flags u8 —
 //! 0x01 Tx, 0x80 remote —, DLC u8, ID u32 with 0x80000000 for extended, 8 data bytes),
-//! CAN_FD_MESSAGE (100) (…, FD flags u8: 0x01 EDL, 0x02 BRS, 0x04 ESI, valid bytes u8,
-//! 64 data bytes), CAN_FD_MESSAGE_64 (101) (channel u8, DLC u8, valid bytes u8, …, ID
+//! CAN_FD_MESSAGE (100) (channel u16, flags u8, DLC u8, ID u32, frame length u32, bit
+//! count u8, FD flags u8: 0x01 EDL, 0x02 BRS, 0x04 ESI, valid bytes u8, 5 reserved, 64
+//! data bytes), CAN_FD_MESSAGE_64 (101) (channel u8, DLC u8, valid bytes u8, …, ID
 //! u32, …, flags u32: 0x10 remote, 0x1000 EDL, 0x2000 BRS, 0x4000 ESI, …, direction u8,
 //! …, data), CAN_ERROR_EXT (73), CAN_FD_ERROR_64 (104). Every other object type is
 //! skipped and counted ([`ReadStats::other_objects`]); APP_TEXT (65) objects with
@@ -470,8 +471,9 @@ fn decode_object(obj: &[u8], start_ns: u64) -> Result<(u64, Item), String> {
             let fl = b[2];
             let dlc = b[3];
             let id = u32_at(b, 4);
-            // b[11]: valid data bytes; the DLC gives the length.
-            let fdf = b[10];
+            // b[8..12] frame length, b[12] bit count, b[14] valid data bytes (the DLC
+            // gives the length).
+            let fdf = b[13];
             if fdf & 1 == 0 {
                 frame_or_bad(
                     classic(channel as i64, fl & 0x80 != 0, fl & 1 != 0, dlc, id, &b[20..28]),
@@ -1109,8 +1111,8 @@ mod tests {
         fdm[0] = 1;
         fdm[3] = 9;
         fdm[4..8].copy_from_slice(&0x321u32.to_le_bytes());
-        fdm[10] = 1 | 2;
-        fdm[11] = 12;
+        fdm[13] = 1 | 2;
+        fdm[14] = 12;
         for i in 0..12 {
             fdm[20 + i] = i as u8;
         }
