@@ -88,7 +88,7 @@ pub(crate) fn run(a: InfoArgs) -> Result<(), Failure> {
             .map(|&(n, id, ext)| format!("{{\"id\":\"{}\",\"frames\":{n}}}", id_text(id, ext)))
             .collect();
         println!(
-            "{{\"file\":{},\"format\":\"{}\",\"frames\":{frames},\"first_ns\":{},\"last_ns\":{},\"span_s\":{span:.6},\"rate_fps\":{rate:.1},\"standard\":{},\"extended\":{},\"remote\":{},\"error\":{},\"fd\":{},\"ids\":{},\"top_ids\":[{}],\"senders\":{},\"loss_records\":{loss_events},\"lost_datagrams\":{lost},\"kernel_drop_records\":{drop_events},\"kernel_drops\":{drops},\"skipped_lines\":{},\"end\":\"{}\"}}",
+            "{{\"file\":{},\"format\":\"{}\",\"frames\":{frames},\"first_ns\":{},\"last_ns\":{},\"span_s\":{span:.6},\"rate_fps\":{rate:.1},\"standard\":{},\"extended\":{},\"remote\":{},\"error\":{},\"fd\":{},\"ids\":{},\"top_ids\":[{}],\"senders\":{},\"loss_records\":{loss_events},\"lost_datagrams\":{lost},\"kernel_drop_records\":{drop_events},\"kernel_drops\":{drops},\"skipped_lines\":{},\"other_objects\":{},\"end\":\"{}\"}}",
             json_string(&a.file.display().to_string()),
             format.name(),
             if frames > 0 { first } else { 0 },
@@ -102,6 +102,7 @@ pub(crate) fn run(a: InfoArgs) -> Result<(), Failure> {
             top_json.join(","),
             senders.len(),
             stats.skipped,
+            stats.other_objects,
             end_word(stats.cmc_end)
         );
         return stats.check(&a.file).map_err(convert_failure);
@@ -135,6 +136,12 @@ pub(crate) fn run(a: InfoArgs) -> Result<(), Failure> {
         println!("  senders    {}", senders.len());
     }
     println!("  losses     {lost} datagrams in {loss_events} gaps; kernel drops {drops} in {drop_events} reports");
+    if stats.other_objects > 0 {
+        println!(
+            "  other      {} objects without a frame (skipped)",
+            stats.other_objects
+        );
+    }
     if stats.skipped > 0 {
         println!("  skipped    {} lines that do not parse", stats.skipped);
     }
