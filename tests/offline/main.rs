@@ -17,3 +17,4 @@ mod native_props;
 mod pycan_golden;
 mod record_crash;
 mod record_props;
+mod vector_interop;
