@@ -853,7 +853,11 @@ mod tests {
         {
             let mut f: CanFrame = text.parse().unwrap();
             // The third frame is 0.5 s before the first.
-            f.timestamp_ns = if i == 2 { t0 - 500_000_000 } else { t0 + i as u64 * 1000 };
+            f.timestamp_ns = if i == 2 {
+                t0 - 500_000_000
+            } else {
+                t0 + i as u64 * 1000
+            };
             f.channel = Channel::int(i as i64 % 3);
             if i % 2 == 1 {
                 f.set_direction(Direction::Tx);

@@ -448,7 +448,10 @@ fn decode_object(obj: &[u8], start_ns: u64) -> Result<(u64, Item), String> {
     let b = &obj[header_size..];
     let short = |need: usize| {
         if b.len() < need {
-            Err(format!("object type {kind} of {} bytes is too short", obj.len()))
+            Err(format!(
+                "object type {kind} of {} bytes is too short",
+                obj.len()
+            ))
         } else {
             Ok(())
         }
@@ -461,7 +464,14 @@ fn decode_object(obj: &[u8], start_ns: u64) -> Result<(u64, Item), String> {
             let dlc = b[3];
             let id = u32_at(b, 4);
             frame_or_bad(
-                classic(channel as i64, fl & 0x80 != 0, fl & 1 != 0, dlc, id, &b[8..16]),
+                classic(
+                    channel as i64,
+                    fl & 0x80 != 0,
+                    fl & 1 != 0,
+                    dlc,
+                    id,
+                    &b[8..16],
+                ),
                 ts,
             )
         }
@@ -476,12 +486,27 @@ fn decode_object(obj: &[u8], start_ns: u64) -> Result<(u64, Item), String> {
             let fdf = b[13];
             if fdf & 1 == 0 {
                 frame_or_bad(
-                    classic(channel as i64, fl & 0x80 != 0, fl & 1 != 0, dlc, id, &b[20..28]),
+                    classic(
+                        channel as i64,
+                        fl & 0x80 != 0,
+                        fl & 1 != 0,
+                        dlc,
+                        id,
+                        &b[20..28],
+                    ),
                     ts,
                 )
             } else {
                 frame_or_bad(
-                    fd(channel as i64, fdf & 2 != 0, fdf & 4 != 0, fl & 1 != 0, dlc, id, &b[20..84]),
+                    fd(
+                        channel as i64,
+                        fdf & 2 != 0,
+                        fdf & 4 != 0,
+                        fl & 1 != 0,
+                        dlc,
+                        id,
+                        &b[20..84],
+                    ),
                     ts,
                 )
             }
@@ -512,7 +537,15 @@ fn decode_object(obj: &[u8], start_ns: u64) -> Result<(u64, Item), String> {
                 let n = data.len().min(64);
                 d[..n].copy_from_slice(&data[..n]);
                 frame_or_bad(
-                    fd(channel as i64, fl & 0x2000 != 0, fl & 0x4000 != 0, tx, dlc, id, &d),
+                    fd(
+                        channel as i64,
+                        fl & 0x2000 != 0,
+                        fl & 0x4000 != 0,
+                        tx,
+                        dlc,
+                        id,
+                        &d,
+                    ),
                     ts,
                 )
             }
@@ -598,7 +631,11 @@ fn classic(
     }
     let mut f = CanFrame::EMPTY;
     f.id = id & !CAN_MSG_EXT;
-    f.flags = if id & CAN_MSG_EXT != 0 { flags::EXTENDED } else { 0 };
+    f.flags = if id & CAN_MSG_EXT != 0 {
+        flags::EXTENDED
+    } else {
+        0
+    };
     f.len = dlc.min(8);
     if dlc > 8 {
         f.raw_dlc = dlc;
@@ -720,11 +757,7 @@ pub fn read(
             }
             let avail = &buf[pos..];
             // Padding after an object: up to 3 bytes (some writers pad differently).
-            let Some(sig) = avail
-                .windows(4)
-                .take(8)
-                .position(|w| w == b"LOBJ")
-            else {
+            let Some(sig) = avail.windows(4).take(8).position(|w| w == b"LOBJ") else {
                 if avail.len() >= 11 {
                     break Err(bad(
                         at,
@@ -809,11 +842,14 @@ pub fn read(
             return Err(bad(offset, "file cut inside an object header".into()));
         }
         if &base[..4] != b"LOBJ" {
-            return Err(bad(offset, "no LOBJ signature where an object starts".into()));
+            return Err(bad(
+                offset,
+                "no LOBJ signature where an object starts".into(),
+            ));
         }
         let size = u32_at(&base, 8) as usize;
         let kind = u32_at(&base, 12);
-        if size < BASE_HEADER || size > MAX_CONTAINER {
+        if !(BASE_HEADER..=MAX_CONTAINER).contains(&size) {
             return Err(bad(offset, format!("object of {size} bytes")));
         }
         body.clear();
@@ -837,11 +873,8 @@ pub fn read(
                     inflate.reset(true);
                     let before = stream.buf.len();
                     stream.buf.reserve(plain);
-                    let status = inflate.decompress_vec(
-                        data,
-                        &mut stream.buf,
-                        FlushDecompress::Finish,
-                    );
+                    let status =
+                        inflate.decompress_vec(data, &mut stream.buf, FlushDecompress::Finish);
                     let produced = stream.buf.len() - before;
                     match status {
                         Ok(Status::StreamEnd) if produced == plain => {}
@@ -1001,7 +1034,8 @@ mod tests {
             for f in &frames {
                 w.write_frame(f).unwrap();
             }
-            w.write_loss(SenderAddr::NONE, 7, frames[100].timestamp_ns).unwrap();
+            w.write_loss(SenderAddr::NONE, 7, frames[100].timestamp_ns)
+                .unwrap();
             w.finish().unwrap();
             let bytes = std::fs::read(&path).unwrap();
             assert_eq!(u64_at(&bytes, 16), bytes.len() as u64, "file size");
@@ -1052,7 +1086,11 @@ mod tests {
         for len in (0..bytes.len()).step_by(step).chain([bytes.len() - 1]) {
             std::fs::write(&cut, &bytes[..len]).unwrap();
             let (r, got) = read_all(&cut, false);
-            assert!(r.is_err(), "cut at {len} of {} read as complete", bytes.len());
+            assert!(
+                r.is_err(),
+                "cut at {len} of {} read as complete",
+                bytes.len()
+            );
             for (i, (g, w)) in got.iter().zip(&frames).enumerate() {
                 assert_eq!(*g, Event::Frame(*w), "cut at {len}, frame {i}");
             }
@@ -1135,9 +1173,15 @@ mod tests {
             .collect();
         assert_eq!(
             texts,
-            ["00000123#AABB", "321##5000102030405060708090A0B", "20000080#0000000000000000"]
+            [
+                "00000123#AABB",
+                "321##5000102030405060708090A0B",
+                "20000080#0000000000000000"
+            ]
         );
-        let Event::Frame(first) = got[0] else { unreachable!() };
+        let Event::Frame(first) = got[0] else {
+            unreachable!()
+        };
         assert_eq!(first.timestamp_ns, 1_000_000_050_000);
         assert_eq!(first.direction(), Direction::Tx);
         assert_eq!(first.channel, Channel::int(1));

@@ -358,7 +358,11 @@ mod tests {
     /// Direction and raw DLC survive; error frames carry their class and 8 bytes.
     #[test]
     fn direction_raw_dlc_and_error_frames() {
-        let mut tx = frame("123#1122334455667788_C", 1_000, Channel::str("can0").unwrap());
+        let mut tx = frame(
+            "123#1122334455667788_C",
+            1_000,
+            Channel::str("can0").unwrap(),
+        );
         tx.set_direction(Direction::Tx);
         let line = log_line(&tx);
         assert_eq!(line, "(0000000000.000001) can0 123#1122334455667788_C T\n");

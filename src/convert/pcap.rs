@@ -642,10 +642,8 @@ fn read_pcapng(
                 for (code, v) in options(body.get(opts_at..).unwrap_or(&[]), le) {
                     match code {
                         OPT_COMMENT => comment = std::str::from_utf8(v).ok(),
-                        EPB_FLAGS if v.len() == 4 => {
-                            if rd32(v, 0) & 3 == EPB_OUTBOUND {
-                                direction = Direction::Tx;
-                            }
+                        EPB_FLAGS if v.len() == 4 && rd32(v, 0) & 3 == EPB_OUTBOUND => {
+                            direction = Direction::Tx;
                         }
                         _ => {}
                     }

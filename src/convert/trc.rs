@@ -89,7 +89,11 @@ fn parse_start_time(text: &str) -> Option<u64> {
     }
     let days: u64 = days.parse().ok()?;
     let frac = &frac[..frac.len().min(24)];
-    let digits: u128 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+    let digits: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
     let scale = 10u128.pow(frac.len() as u32);
     let day_ns = (digits * NS_PER_DAY as u128 + scale / 2) / scale;
     let Some(days) = days.checked_sub(OLE_EPOCH_DAYS) else {
@@ -207,7 +211,11 @@ impl TrcWriter {
         };
         let ticks = rel.div_euclid(unit);
         let per_ms = 1_000_000 / unit;
-        let (sign, ticks) = if ticks < 0 { ("-", -ticks) } else { ("", ticks) };
+        let (sign, ticks) = if ticks < 0 {
+            ("-", -ticks)
+        } else {
+            ("", ticks)
+        };
         let text = format!(
             "{sign}{}.{:0d$}",
             ticks / per_ms,
@@ -261,9 +269,7 @@ impl FrameWriter for TrcWriter {
             Direction::Rx => "Rx",
             Direction::Tx => "Tx",
         };
-        let id = if frame.is_error() {
-            format!("{:08X}", frame.id)
-        } else if frame.is_extended() {
+        let id = if frame.is_error() || frame.is_extended() {
             format!("{:08X}", frame.id)
         } else {
             format!("{:04X}", frame.id)
@@ -481,9 +487,7 @@ fn parse_v2(h: &Header, tok: &[&str]) -> Result<Option<(CanFrame, i64)>, String>
     let col = |c: u8| h.columns.iter().position(|&x| x == c);
     let get = |c: u8| col(c).and_then(|i| tok.get(i).copied());
     let kind = get(b'T').ok_or("line without a type")?;
-    let offset = get(b'O')
-        .and_then(parse_offset)
-        .ok_or("bad time offset")?;
+    let offset = get(b'O').and_then(parse_offset).ok_or("bad time offset")?;
     let channel = match get(b'B') {
         Some(b) => Channel::int(
             b.parse::<i64>()
@@ -512,7 +516,13 @@ fn parse_v2(h: &Header, tok: &[&str]) -> Result<Option<(CanFrame, i64)>, String>
                 (None, Some(l)) => return Err(format!("classic frame of {l} bytes")),
                 (None, None) => return Err("line without DLC or length".into()),
             };
-            classic(id_text.ok_or("line without ID")?, dlc, kind == "RR", data, dir)?
+            classic(
+                id_text.ok_or("line without ID")?,
+                dlc,
+                kind == "RR",
+                data,
+                dir,
+            )?
         }
         "FD" | "FB" | "FE" | "BI" => {
             let len = match (length, dlc) {
@@ -656,7 +666,12 @@ mod tests {
 
     #[test]
     fn start_time_is_exact() {
-        for ns in [0, 1_700_000_000_123_456_000, 1_700_000_000_999_999_999, 86_399_999_999_999] {
+        for ns in [
+            0,
+            1_700_000_000_123_456_000,
+            1_700_000_000_999_999_999,
+            86_399_999_999_999,
+        ] {
             assert_eq!(parse_start_time(&start_time_text(ns)), Some(ns), "{ns}");
         }
         // python-can's epoch: 25569.0 days is 1970-01-01.
@@ -711,7 +726,14 @@ mod tests {
       4      1062.000 RR     0500 Rx 4\n";
         let got = read_text(v20).unwrap();
         let t: Vec<String> = got.iter().map(|f| f.to_string()).collect();
-        assert_eq!(t, ["300#0000000004000000", "400##5000102030405060708090A0B", "500#R4"]);
+        assert_eq!(
+            t,
+            [
+                "300#0000000004000000",
+                "400##5000102030405060708090A0B",
+                "500#R4"
+            ]
+        );
 
         let v21 = ";$FILEVERSION=2.1\n;$STARTTIME=25569\n;$COLUMNS=N,O,T,B,I,d,R,L,D\n\
       1      1059.900 DT  1     0300 Rx -  8    00 00 00 00 04 00 00 00\n\
@@ -743,7 +765,9 @@ mod tests {
         let text = ";$FILEVERSION=2.1\n;$STARTTIME=25569\n;$COLUMNS=N,O,T,B,I,d,R,L,D\n\
       1      1059.900 DT  1     0300 Rx -  8    00 00 00\n";
         match read_text(text) {
-            Err(ConvertError::Parse { line: 4, message, .. }) => {
+            Err(ConvertError::Parse {
+                line: 4, message, ..
+            }) => {
                 assert!(message.contains("data bytes"), "{message}")
             }
             other => panic!("{other:?}"),
@@ -768,7 +792,11 @@ mod tests {
         .enumerate()
         {
             let mut f: CanFrame = text.parse().unwrap();
-            f.timestamp_ns = if i == 2 { t0 - 500_000_000 } else { t0 + i as u64 * 1_234_567 };
+            f.timestamp_ns = if i == 2 {
+                t0 - 500_000_000
+            } else {
+                t0 + i as u64 * 1_234_567
+            };
             f.channel = Channel::int(i as i64 % 3);
             if i % 2 == 1 {
                 f.set_direction(Direction::Tx);

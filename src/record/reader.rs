@@ -173,8 +173,7 @@ impl<'a> FrameView<'a> {
     }
     /// `CanFrame::raw_dlc`: the DLC 9–15 of a classic 8-byte frame, else 0.
     pub fn raw_dlc(&self) -> u8 {
-        if self.rec.head.flags & crate::frame::flags::FD == 0 && (9..=15).contains(&self.rec.len)
-        {
+        if self.rec.head.flags & crate::frame::flags::FD == 0 && (9..=15).contains(&self.rec.len) {
             self.rec.len
         } else {
             0

@@ -171,7 +171,11 @@ fn direction_and_raw_dlc_round_trip_and_version_1_still_reads() {
     let mut w = Recorder::create(&p, small()).unwrap();
     let before = w.stats().bytes;
     w.write_frame(&tx).unwrap();
-    assert_eq!(w.stats().bytes - before, 32, "a raw-DLC frame is still 32 bytes");
+    assert_eq!(
+        w.stats().bytes - before,
+        32,
+        "a raw-DLC frame is still 32 bytes"
+    );
     for f in &want[1..] {
         w.write_frame(f).unwrap();
     }
@@ -203,7 +207,10 @@ fn direction_and_raw_dlc_round_trip_and_version_1_still_reads() {
     bytes[format::HEADER_CRC_AT..format::HEADER_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     std::fs::write(&p1, &bytes).unwrap();
     let e = Recording::open(&p1).err().unwrap();
-    assert!(matches!(e, RecordError::UnsupportedVersion { version: 3, .. }), "{e}");
+    assert!(
+        matches!(e, RecordError::UnsupportedVersion { version: 3, .. }),
+        "{e}"
+    );
 }
 
 #[test]

@@ -306,7 +306,10 @@ fn canmc_reads_what_python_can_writes() {
                 // relative to the first are kept to the µs.
                 let d = (m.t - sent[0].t) - (f.timestamp_ns - got[0].timestamp_ns) as f64 / 1e9;
                 assert!(d.abs() < 1.6e-6, "{what}: relative time");
-                assert!((m.t - f.timestamp_ns as f64 / 1e9).abs() < 1e-3, "{what}: time");
+                assert!(
+                    (m.t - f.timestamp_ns as f64 / 1e9).abs() < 1e-3,
+                    "{what}: time"
+                );
             } else {
                 assert!(close(m.t, f.timestamp_ns), "{what}: time");
             }
@@ -368,7 +371,13 @@ fn can_utils_log2asc_and_asc2log_agree() {
     write(&log, &fs);
     let asc = tmp_path("cu-from-log2asc.asc");
     let o = Command::new("log2asc")
-        .args(["-I", log.to_str().unwrap(), "-O", asc.to_str().unwrap(), "can0"])
+        .args([
+            "-I",
+            log.to_str().unwrap(),
+            "-O",
+            asc.to_str().unwrap(),
+            "can0",
+        ])
         .output()
         .expect("run log2asc");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
