@@ -202,7 +202,8 @@ impl TrcWriter {
         }
     }
 
-    /// The offset column: ms with 3 decimals (2.1) or 1 (1.1), floored to the unit.
+    /// The offset column: ms with 3 decimals (2.1) or 1 (1.1), floored to the unit,
+    /// right-aligned in `width` (no allocation).
     fn push_offset(&mut self, ns: u64, width: usize) {
         let rel = ns as i128 - self.start.unwrap_or(0) as i128;
         let (decimals, unit) = match self.version {
@@ -216,13 +217,20 @@ impl TrcWriter {
         } else {
             ("", ticks)
         };
-        let text = format!(
+        let mut buf = [0u8; 64];
+        let mut cur = io::Cursor::new(&mut buf[..]);
+        let _ = write!(
+            cur,
             "{sign}{}.{:0d$}",
             ticks / per_ms,
             ticks % per_ms,
             d = decimals
         );
-        let _ = write!(self.line, "{text:>width$}");
+        let n = cur.position() as usize;
+        for _ in n..width {
+            self.line.push(b' ');
+        }
+        self.line.extend_from_slice(&buf[..n]);
     }
 
     fn put(&mut self) -> Result<(), ConvertError> {
@@ -269,11 +277,17 @@ impl FrameWriter for TrcWriter {
             Direction::Rx => "Rx",
             Direction::Tx => "Tx",
         };
-        let id = if frame.is_error() || frame.is_extended() {
-            format!("{:08X}", frame.id)
+        let mut id_buf = [0u8; 8];
+        let digits = if frame.is_error() || frame.is_extended() {
+            8
         } else {
-            format!("{:04X}", frame.id)
+            4
         };
+        for (i, d) in id_buf[..digits].iter_mut().enumerate() {
+            *d = b"0123456789ABCDEF"[((frame.id >> (4 * (digits - 1 - i))) & 0xF) as usize];
+        }
+        // Hex digits only: always UTF-8.
+        let id = std::str::from_utf8(&id_buf[..digits]).unwrap_or("0");
         match self.version {
             TrcVersion::V2_1 => {
                 let kind = match (frame.is_fd(), frame.brs(), frame.esi()) {
