@@ -3,9 +3,9 @@
 use std::io::{self, Write};
 
 use canmc::convert::candump::{write_log_line, ScreenFormat};
-use canmc::engine::Event;
 use canmc::filter::FilterSet;
 use canmc::wire::native::Role;
+use canmc::Event;
 
 use super::receiver::run_receiver;
 use crate::cli::DumpArgs;
@@ -13,7 +13,7 @@ use crate::term::print_summary;
 use crate::{io_failure, Failure};
 
 pub(crate) fn run(a: DumpArgs) -> Result<(), Failure> {
-    let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
+    let filters = FilterSet::new(a.filters.clone());
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut line = Vec::with_capacity(512);
