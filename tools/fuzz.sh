@@ -34,8 +34,10 @@ declare -A RUNS=(
     [log_reader]=120000
     [asc_reader]=120000
     [cmc_reader]=110000
+    [trc_reader]=100000
+    [blf_reader]=100000
 )
-ORDER=(pycan_decode native_decode can_text log_reader asc_reader cmc_reader)
+ORDER=(pycan_decode native_decode can_text log_reader asc_reader cmc_reader trc_reader blf_reader)
 SCALE=${CANMC_FUZZ_SCALE:-1}
 MAX_TIME=${CANMC_FUZZ_MAX_TIME:-300}
 

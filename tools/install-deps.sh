@@ -24,6 +24,7 @@ NEEDS=(
     tmux:tmux
     candump:can-utils
     log2asc:can-utils
+    asc2log:can-utils
     qemu-system-x86_64:qemu-system-x86
     busybox:busybox-static
     depmod:kmod

@@ -36,11 +36,11 @@ pub(crate) enum Command {
     Gen(GenArgs),
     /// Find who is on the group: every canmc receiver answers a probe.
     Ping(PingArgs),
-    /// Capture the group to a file: .cmc, .log, .pcapng, .pcap or .asc by extension.
+    /// Capture the group to a file: .cmc, .log, .pcapng, .pcap, .asc, .trc or .blf by extension.
     Record(RecordArgs),
-    /// Play a recording or candump log onto the group.
+    /// Play a capture file (.cmc, .log, .pcapng, .pcap, .asc, .trc or .blf) onto the group.
     Replay(ReplayArgs),
-    /// Convert between .cmc, .log, .pcapng, .pcap and .asc (by extension).
+    /// Convert between .cmc, .log, .pcapng, .pcap, .asc, .trc and .blf (by extension).
     Convert(ConvertArgs),
     /// Frames, time span, rate, IDs and losses of a capture file.
     Info(InfoArgs),
@@ -258,7 +258,7 @@ pub(crate) struct RecordArgs {
     pub(crate) net: NetArgs,
     #[command(flatten)]
     pub(crate) recv: RecvOpts,
-    /// Output file; its extension picks the format (.cmc, .log, .pcapng, .pcap, .asc).
+    /// Output file; its extension picks the format (.cmc, .log, .pcapng, .pcap, .asc, .trc or .blf).
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub(crate) output: PathBuf,
     /// .cmc segment size in MiB: a new segment file (FILE.1, FILE.2, …) starts when one is full.
@@ -276,7 +276,7 @@ pub(crate) struct ReplayArgs {
     pub(crate) net: NetArgs,
     #[command(flatten)]
     pub(crate) opts: SendOpts,
-    /// A .cmc recording or a candump .log (or .asc).
+    /// A capture file: .cmc, .log, .pcapng, .pcap, .asc, .trc or .blf (by extension).
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
     /// Play faster (2) or slower (0.5) than recorded.
@@ -330,24 +330,32 @@ pub(crate) struct ReplayArgs {
 
 #[derive(Args)]
 pub(crate) struct ConvertArgs {
-    /// Input: .cmc, .log or .asc.
+    /// Input: .cmc, .log, .pcapng, .pcap, .asc, .trc or .blf (by extension).
     #[arg(value_name = "IN")]
     pub(crate) input: PathBuf,
-    /// Output: .cmc, .log, .pcapng, .pcap or .asc.
+    /// Output: .cmc, .log, .pcapng, .pcap, .asc, .trc or .blf (by extension).
     #[arg(value_name = "OUT")]
     pub(crate) output: PathBuf,
-    /// Skip lines of a text input that do not parse instead of stopping at the first.
+    /// Skip lines, packets or objects of the input that do not parse (counted) instead
+    /// of stopping at the first.
     #[arg(long)]
     pub(crate) skip_bad: bool,
     /// Decode signals with this DBC file into OUT, which must be a .csv: one row per
     /// signal (timestamp,channel,id,message,signal,value,unit,label).
     #[arg(long, value_name = "FILE")]
     pub(crate) dbc: Option<PathBuf>,
+    /// TRC version of a .trc output: 2.1 (every frame kind) or 1.1 (classic frames only).
+    #[arg(long, value_name = "VERSION", default_value = "2.1",
+          value_parser = ["2.1", "1.1"])]
+    pub(crate) trc_version: String,
+    /// Write a .blf output with stored (not zlib-compressed) containers.
+    #[arg(long)]
+    pub(crate) blf_uncompressed: bool,
 }
 
 #[derive(Args)]
 pub(crate) struct InfoArgs {
-    /// A .cmc, .log or .asc file.
+    /// A capture file: .cmc, .log, .pcapng, .pcap, .asc, .trc or .blf (by extension).
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
     /// Print one JSON object.

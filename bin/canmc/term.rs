@@ -140,8 +140,10 @@ impl Progress {
         let per_event = match format {
             FileFormat::Cmc => 32,
             FileFormat::Log => 40,
-            FileFormat::Asc => 60,
+            FileFormat::Asc | FileFormat::Trc => 60,
             FileFormat::Pcap | FileFormat::Pcapng => 48,
+            // Compressed containers: about 8 bytes per classic frame.
+            FileFormat::Blf => 8,
         };
         let estimate = (total_bytes / per_event).max(1);
         let bar = (io::stderr().is_terminal() && total_bytes > 8 << 20).then(|| {

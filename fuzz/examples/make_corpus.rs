@@ -187,6 +187,15 @@ fn file_seeds(out: &mut Out, tmp: &Path, data: &Path) {
                \x20  0.250000 2  536870911x      Rx   r 3\n\
                \x20  0.250000 1  ErrorFrame\nEnd TriggerBlock\n";
     out.put("asc_reader", "gen-dec-relative", asc.as_bytes());
+    out.put("trc_reader", "gen-writer", &written(tmp, "trc", true));
+    out.put("blf_reader", "gen-writer", &written(tmp, "blf", true));
+    let trc = ";$FILEVERSION=1.3\n;$STARTTIME=45000.5\n\
+               \x20    1)      1059.900 1  Rx        0300 -  8  00 00 00 00 04 00 00 00\n\
+               \x20    2)      1060.900 2  Tx        0301 -  3  RTR\n\
+               \x20    3)      1061.000 1  Error     0000 -  0\n";
+    out.put("trc_reader", "gen-v13", trc.as_bytes());
+    let trc = "     1)      1841  0001  8  00 11 22 33 44 55 66 77\n     2)      1843  0100  2  RTR\n";
+    out.put("trc_reader", "gen-v10", trc.as_bytes());
 }
 
 /// A recording of `frames()` with small tables (so seeds stay small); `rotate` uses

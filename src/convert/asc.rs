@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use super::{parse_loss_note, ConvertError, FrameWriter, LossNote, ReadOptions, ReadStats};
 use crate::event::Event;
 use crate::frame::SenderAddr;
-use crate::frame::{flags, parse_frame, CanFrame, Channel, ChannelRef, FD_LENGTHS};
+use crate::frame::{flags, parse_frame, CanFrame, Channel, ChannelRef, Direction};
 
 const ERROR_COMMENT: &str = "// canmc error frame: ";
 
@@ -81,7 +81,8 @@ fn parse_date(text: &str) -> Option<u64> {
     let month = match t[0] {
         "Jan" => 1,
         "Feb" => 2,
-        "Mar" | "Mär" => 3,
+        // "Mär" in Latin-1 reads as "M\u{FFFD}r" (see read_lines).
+        "Mar" | "Mär" | "M\u{FFFD}r" => 3,
         "Apr" => 4,
         "May" | "Mai" => 5,
         "Jun" => 6,
@@ -198,15 +199,17 @@ impl AscWriter {
     }
 
     /// Appends the time column of an event at `ns` with python-can's `{: 9.6f} `: a
-    /// sign space, at least 8 characters, a space.
+    /// sign (space or `-`), at least 8 characters, a space.
     fn push_time(&mut self, ns: u64) {
-        // Frames older than the first one (several senders) are put at the start.
-        let rel = ns.saturating_sub(self.start.unwrap_or(0));
-        let mut ts = [0u8; 32];
+        // A frame older than the first one (several senders, a clock step) keeps its
+        // time: a negative offset from the trigger block.
+        let rel = ns as i128 - self.start.unwrap_or(0) as i128;
+        let (sign, rel) = if rel < 0 { ("-", -rel) } else { ("", rel) };
+        let mut ts = [0u8; 48];
         let mut cur = io::Cursor::new(&mut ts[..]);
         let _ = write!(
             cur,
-            "{}.{:06}",
+            "{sign}{}.{:06}",
             rel / 1_000_000_000,
             rel % 1_000_000_000 / 1000
         );
@@ -220,6 +223,7 @@ impl AscWriter {
 
     /// Appends a `//` comment line saying what was lost before `ns`.
     fn push_comment(&mut self, ns: u64, what: std::fmt::Arguments<'_>) {
+        // Loss notes before the start are put at the start (their parser is unsigned).
         let rel = ns.saturating_sub(self.start.unwrap_or(0));
         let _ = writeln!(
             self.line,
@@ -234,10 +238,6 @@ impl AscWriter {
     }
 }
 
-fn len2dlc(len: u8) -> u8 {
-    FD_LENGTHS.iter().position(|&l| l >= len).unwrap_or(15) as u8
-}
-
 impl FrameWriter for AscWriter {
     fn write_frame(&mut self, frame: &CanFrame) -> Result<(), ConvertError> {
         let channel = asc_channel(&frame.channel);
@@ -247,6 +247,10 @@ impl FrameWriter for AscWriter {
             let mut text = [0u8; CanFrame::TEXT_MAX];
             let n = frame.write_text(&mut text);
             self.line.extend_from_slice(&text[..n]);
+            if frame.direction() == Direction::Tx {
+                // The ErrorFrame line has no direction column.
+                self.line.extend_from_slice(b" T");
+            }
             self.line.push(b'\n');
             self.push_time(frame.timestamp_ns);
             let _ = writeln!(self.line, "{channel}  ErrorFrame");
@@ -262,17 +266,21 @@ impl FrameWriter for AscWriter {
         let n = cur.position() as usize;
         let id = std::str::from_utf8(&id[..n]).unwrap_or("0");
         let l = &mut self.line;
+        let dir = match frame.direction() {
+            Direction::Rx => "Rx",
+            Direction::Tx => "Tx",
+        };
         if frame.is_fd() {
             let fl = 0x1000
                 | if frame.brs() { 0x2000 } else { 0 }
                 | if frame.esi() { 0x4000 } else { 0 };
             let _ = write!(
                 l,
-                "CANFD {channel:>3} Rx   {id:>8}  {:>32} {} {} {:x} {:>2} ",
+                "CANFD {channel:>3} {dir}   {id:>8}  {:>32} {} {} {:x} {:>2} ",
                 "",
                 frame.brs() as u8,
                 frame.esi() as u8,
-                len2dlc(frame.len),
+                frame.dlc(),
                 frame.len
             );
             push_hex(l, frame.payload());
@@ -283,7 +291,7 @@ impl FrameWriter for AscWriter {
             );
         } else {
             let kind = if frame.is_remote() { 'r' } else { 'd' };
-            let _ = write!(l, "{channel}  {id:<15} Rx   {kind} {:x} ", frame.len);
+            let _ = write!(l, "{channel}  {id:<15} {dir}   {kind} {:x} ", frame.dlc());
             push_hex(l, frame.payload());
             l.push(b'\n');
         }
@@ -333,8 +341,12 @@ fn push_hex(out: &mut Vec<u8>, data: &[u8]) {
     }
 }
 
-/// Parses `12.345678` (seconds, up to 9 decimals) to ns.
-fn parse_secs(t: &str) -> Option<u64> {
+/// Parses `12.345678` or `-0.5` (seconds, up to 9 decimals) to signed ns.
+fn parse_secs(t: &str) -> Option<i64> {
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, t),
+    };
     let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
     if secs.is_empty()
         || !secs.bytes().all(|b| b.is_ascii_digit())
@@ -342,12 +354,24 @@ fn parse_secs(t: &str) -> Option<u64> {
     {
         return None;
     }
-    let secs: u64 = secs.parse().ok()?;
-    let mut nanos = 0u64;
+    let secs: i64 = secs.parse().ok()?;
+    let mut nanos = 0i64;
     for i in 0..9 {
-        nanos = nanos * 10 + frac.as_bytes().get(i).map_or(0, |b| (b - b'0') as u64);
+        nanos = nanos * 10 + frac.as_bytes().get(i).map_or(0, |b| (b - b'0') as i64);
     }
-    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
+    let ns = secs.checked_mul(1_000_000_000)?.checked_add(nanos)?;
+    Some(if neg { -ns } else { ns })
+}
+
+/// The error frame an `ErrorFrame` line stands for when canmc's comment does not say
+/// more: a bus error (class `CAN_ERR_BUSERROR` 0x80) with 8 zero bytes, what candump
+/// and python-can write for an error frame without detail.
+fn bus_error_frame() -> CanFrame {
+    let mut f = CanFrame::EMPTY;
+    f.flags = flags::ERROR | flags::EXTENDED;
+    f.id = 0x80;
+    f.len = 8;
+    f
 }
 
 /// What one ASC line is.
@@ -365,8 +389,8 @@ enum Line {
     Base { hex: bool, relative: bool },
     /// `// canmc error frame: …`
     ErrorComment(CanFrame),
-    /// A frame with its time as the line has it.
-    Frame(CanFrame),
+    /// A frame with its time as the line has it (ns, may be negative).
+    Frame(CanFrame, i64),
 }
 
 /// Parses one line. `Err` only for lines that are CAN/CANFD frame lines but wrong.
@@ -376,9 +400,14 @@ fn parse_line(line: &str, hex: bool) -> Result<Line, String> {
         line.len() >= p.len() && line.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
     };
     if let Some(text) = line.strip_prefix(ERROR_COMMENT) {
-        return parse_frame(text.trim().as_bytes())
-            .map(Line::ErrorComment)
-            .map_err(|e| format!("bad canmc error frame comment: {e}"));
+        let (text, dir) = match text.trim().strip_suffix(" T") {
+            Some(t) => (t, Direction::Tx),
+            None => (text.trim(), Direction::Rx),
+        };
+        let mut frame = parse_frame(text.as_bytes())
+            .map_err(|e| format!("bad canmc error frame comment: {e}"))?;
+        frame.set_direction(dir);
+        return Ok(Line::ErrorComment(frame));
     }
     if let Some((note, rel)) = line.strip_prefix("//").and_then(parse_loss_note) {
         return Ok(Line::Note(note, rel));
@@ -419,38 +448,46 @@ fn parse_line(line: &str, hex: bool) -> Result<Line, String> {
             .map(|id| (id, ext))
             .map_err(|_| format!("bad CAN ID '{t}'"))
     };
-    let finish = |mut f: CanFrame, ch: &str| -> Result<Line, String> {
+    let direction = |t: &str| {
+        if t.starts_with("Tx") {
+            Direction::Tx
+        } else {
+            Direction::Rx
+        }
+    };
+    let finish = |mut f: CanFrame, ch: &str, dir: Direction| -> Result<Line, String> {
         f.validate().map_err(|e| e.to_string())?;
-        f.timestamp_ns = ts;
+        f.set_direction(dir);
         let n = ch
             .parse::<i64>()
             .ok()
             .and_then(|n| n.checked_sub(1))
             .ok_or_else(|| format!("bad channel '{ch}'"))?;
         f.channel = Channel::int(n);
-        Ok(Line::Frame(f))
-    };
-    let error_frame = || {
-        let mut f = CanFrame::EMPTY;
-        f.flags = flags::ERROR | flags::EXTENDED;
-        f
+        Ok(Line::Frame(f, ts))
     };
     if second.eq_ignore_ascii_case("CANFD") {
+        // <ch> <dir> <id> [name] <brs> <esi> <dlc> <len> <data…> <duration> <bits>
+        // <flags> <crc> <timing…>, or <ch> <dir> ErrorFrame …
         let ch = tok.next().ok_or("CANFD line without channel")?;
-        let _dir = tok.next().ok_or("CANFD line without direction")?;
+        let dir = direction(tok.next().ok_or("CANFD line without direction")?);
         let id_text = tok.next().ok_or("CANFD line without ID")?;
         if id_text.eq_ignore_ascii_case("ErrorFrame") {
-            return finish(error_frame(), ch);
+            return finish(bus_error_frame(), ch, dir);
         }
         let (id, ext) = parse_id(id_text)?;
         // An optional symbolic name sits between the ID and BRS.
         let mut next = tok.next().ok_or("CANFD line ends after the ID")?;
-        if !next.bytes().all(|b| b.is_ascii_digit()) {
+        if !(next == "0" || next == "1") {
             next = tok.next().ok_or("CANFD line ends after the name")?;
         }
         let brs = next == "1";
         let esi = tok.next().ok_or("CANFD line without ESI")? == "1";
-        let _dlc = tok.next().ok_or("CANFD line without DLC")?;
+        let dlc_text = tok.next().ok_or("CANFD line without DLC")?;
+        let dlc = u8::from_str_radix(dlc_text, radix)
+            .ok()
+            .filter(|&d| d <= 15)
+            .ok_or_else(|| format!("bad DLC '{dlc_text}'"))?;
         let len_text = tok.next().ok_or("CANFD line without data length")?;
         let len: usize = len_text
             .parse()
@@ -467,21 +504,31 @@ fn parse_line(line: &str, hex: bool) -> Result<Line, String> {
         }
         // Fields after the data: duration, bit count, flags (EDL 0x1000 says FD; a
         // CANFD line without it is a classic frame on an FD channel, 0x10 a remote one).
+        // Some tools leave EDL out of FD frames: more than 8 bytes is FD whatever the
+        // flags say.
         let _duration = tok.next();
         let _bits = tok.next();
         let fd_flags = tok.next().and_then(|t| u32::from_str_radix(t, 16).ok());
         let mut fl = if ext { flags::EXTENDED } else { 0 };
+        let classic = matches!(fd_flags, Some(v) if v & 0x1000 == 0) && len <= 8;
         let frame = match fd_flags {
-            Some(v) if v & 0x1000 == 0 && v & 0x10 != 0 => {
-                fl |= flags::RTR;
+            Some(v) if classic && v & 0x10 != 0 => {
+                // A remote frame requests the DLC's length; the data length is 0.
                 let mut f = CanFrame::EMPTY;
                 f.id = id;
-                f.flags = fl;
-                f.len = len.min(8) as u8;
+                f.flags = fl | flags::RTR;
+                f.len = dlc.min(8);
+                if dlc > 8 {
+                    f.raw_dlc = dlc;
+                }
                 f
             }
-            Some(v) if v & 0x1000 == 0 => {
-                CanFrame::new(id, fl, &data[..len]).map_err(|e| e.to_string())?
+            _ if classic => {
+                let mut f = CanFrame::new(id, fl, &data[..len]).map_err(|e| e.to_string())?;
+                if dlc > 8 && len == 8 {
+                    f.raw_dlc = dlc;
+                }
+                f
             }
             _ => {
                 fl |= flags::FD;
@@ -494,7 +541,7 @@ fn parse_line(line: &str, hex: bool) -> Result<Line, String> {
                 CanFrame::new(id, fl, &data[..len]).map_err(|e| e.to_string())?
             }
         };
-        return finish(frame, ch);
+        return finish(frame, ch, dir);
     }
     if !second.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(Line::Other);
@@ -504,33 +551,40 @@ fn parse_line(line: &str, hex: bool) -> Result<Line, String> {
         return Ok(Line::Other);
     };
     if third.eq_ignore_ascii_case("ErrorFrame") {
-        return finish(error_frame(), ch);
+        return finish(bus_error_frame(), ch, Direction::Rx);
     }
     // `<id> Rx|Tx …` makes a frame line; `Statistic:`, `ChipStat` and the like do not.
     let dir = tok.next().unwrap_or("");
     if !(dir.starts_with("Rx") || dir.starts_with("Tx")) {
         return Ok(Line::Other);
     }
+    let dir = direction(dir);
     let (id, ext) = parse_id(third)?;
     let kind = tok.next().ok_or("frame line without 'd' or 'r'")?;
     let mut f = CanFrame::EMPTY;
     f.id = id;
     f.flags = if ext { flags::EXTENDED } else { 0 };
+    let parse_dlc = |t: &str| {
+        u8::from_str_radix(t, radix)
+            .ok()
+            .filter(|&d| d <= 15)
+            .ok_or_else(|| format!("bad DLC '{t}'"))
+    };
     match kind {
         "r" | "R" => {
             f.flags |= flags::RTR;
-            if let Some(t) = tok.next() {
-                let dlc = u8::from_str_radix(t, radix).map_err(|_| format!("bad DLC '{t}'"))?;
+            // The DLC is optional: `r Length = … BitCount = … ID = …` requests 0 bytes.
+            if let Some(t) = tok.next().filter(|t| !t.eq_ignore_ascii_case("Length")) {
+                let dlc = parse_dlc(t)?;
                 f.len = dlc.min(8);
+                if dlc > 8 {
+                    f.raw_dlc = dlc;
+                }
             }
         }
         "d" | "D" => {
-            let t = tok.next().ok_or("frame line without DLC")?;
-            let dlc = u8::from_str_radix(t, radix).map_err(|_| format!("bad DLC '{t}'"))?;
-            if dlc > 15 {
-                return Err(format!("DLC {dlc} is over 15"));
-            }
-            // A DLC of 9–15 on classic CAN still means 8 bytes.
+            let dlc = parse_dlc(tok.next().ok_or("frame line without DLC")?)?;
+            // A DLC of 9–15 on classic CAN means 8 bytes; the DLC is kept as raw DLC.
             let len = dlc.min(8) as usize;
             for i in 0..len {
                 f.data[i] = byte(
@@ -539,10 +593,13 @@ fn parse_line(line: &str, hex: bool) -> Result<Line, String> {
                 )?;
             }
             f.len = len as u8;
+            if dlc > 8 {
+                f.raw_dlc = dlc;
+            }
         }
         other => return Err(format!("expected 'd' or 'r', found '{other}'")),
     }
-    finish(f, ch)
+    finish(f, ch, dir)
 }
 
 /// Reads the frames of an ASC file in order (see the module documentation).
@@ -557,9 +614,10 @@ pub fn read(
     let mut relative = false;
     let mut date: Option<u64> = None;
     let mut trigger: Option<u64> = None;
-    let mut last_rel = 0u64;
+    let mut last_rel = 0i64;
     let mut pending_error: Option<CanFrame> = None;
     super::read_lines(path, opts.skip_bad, &mut stats, &mut |line| {
+        let line_ts;
         let mut frame = match parse_line(line, hex)? {
             Line::Other => return Ok(true),
             Line::Note(note, rel) => {
@@ -587,23 +645,26 @@ pub fn read(
                 pending_error = Some(fr);
                 return Ok(true);
             }
-            Line::Frame(fr) => fr,
+            Line::Frame(fr, t) => {
+                line_ts = t;
+                fr
+            }
         };
         if frame.is_error() {
             if let Some(full) = pending_error.take() {
-                let (ts, ch) = (frame.timestamp_ns, frame.channel);
+                let ch = frame.channel;
                 frame = full;
-                frame.timestamp_ns = ts;
                 frame.channel = ch;
             }
         }
         let rel = if relative {
-            last_rel.saturating_add(frame.timestamp_ns)
+            last_rel.saturating_add(line_ts)
         } else {
-            frame.timestamp_ns
+            line_ts
         };
         last_rel = rel;
-        frame.timestamp_ns = trigger.or(date).unwrap_or(0).saturating_add(rel);
+        let base = trigger.or(date).unwrap_or(0) as i128;
+        frame.timestamp_ns = (base + rel as i128).clamp(0, u64::MAX as i128) as u64;
         Ok(opts.offer(frame.timestamp_ns, &Event::Frame(frame), &mut events, f))
     })?;
     stats.events = events;
@@ -626,16 +687,16 @@ mod tests {
 
     #[test]
     fn classic_and_fd_lines() {
-        let Line::Frame(f) =
+        let Line::Frame(f, t) =
             parse_line(" 1.500000 2  123x            Rx   d 2 11 22", true).unwrap()
         else {
             panic!()
         };
         assert_eq!(f.content(), "00000123#1122".parse::<CanFrame>().unwrap());
-        assert_eq!(f.timestamp_ns, 1_500_000_000);
+        assert_eq!(t, 1_500_000_000);
         assert_eq!(f.channel, Channel::int(1));
         let line = " 0.1 CANFD   1 Rx   1234567x                                   1 0 9 12 00 01 02 03 04 05 06 07 08 09 0A 0B        0    0     3000        0        0        0        0        0";
-        let Line::Frame(f) = parse_line(line, true).unwrap() else {
+        let Line::Frame(f, _) = parse_line(line, true).unwrap() else {
             panic!()
         };
         assert_eq!(
@@ -677,5 +738,141 @@ mod tests {
         assert_eq!(got[1].to_string(), "00001234#01");
         assert_eq!(got[1].timestamp_ns, 750_000_000);
         assert_eq!(got[1].channel, Channel::int(1));
+    }
+
+    fn read_all(bytes: &[u8], skip_bad: bool) -> Result<(Vec<CanFrame>, ReadStats), ConvertError> {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "canmc-asc-shapes-{}-{}.asc",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, bytes).unwrap();
+        let mut got = Vec::new();
+        let opts = ReadOptions {
+            skip_bad,
+            ..ReadOptions::default()
+        };
+        let r = read(&path, opts, &mut |ev| {
+            if let Event::Frame(f) = ev {
+                got.push(*f);
+            }
+            true
+        });
+        let _ = std::fs::remove_file(&path);
+        r.map(|s| (got, s))
+    }
+
+    /// Every line shape of issue 10's real files, in one file with a Latin-1 German
+    /// date and CRLF line ends.
+    #[test]
+    fn line_shapes_vector_tools_write() {
+        let mut file = b"date Mo M\xe4r 4 10:00:00.000 2024\r\n".to_vec();
+        file.extend_from_slice(
+            b"base hex  timestamps absolute\r\n\
+              no internal events logged\r\n\
+              // version 13.0.0\r\n\
+              Begin Triggerblock Mo M\xe4r 4 10:00:00.000 2024\r\n\
+              \x20  0.000000 Start of measurement\r\n\
+              \x20  2.520002 3  200             Tx   r Length = 1704000 BitCount = 145 ID = 512\r\n\
+              \x20  2.600000 1  123             Rx   r 5 Length = 0 BitCount = 0 ID = 291\r\n\
+              \x20  2.700000 2  1ABx            TxRq d C 01 02 03 04 05 06 07 08 Length = 0 BitCount = 0 ID = 427x\r\n\
+              \x20  2.800000 CANFD   1 Rx   100  Msg1 1 0 a 16 00 01 02 03 04 05 06 07 08 09 0a 0b 0c 0d 0e 0f   123000  300  00002000 0 0 0 0 0\r\n\
+              \x20  2.900000 CANFD   2 Tx   101  0 0 5 0    0  0  00000010 0 0 0 0 0\r\n\
+              \x20  3.000000 CANFD   2 Rx   102  0 0 3 3 AA BB CC   0  0  00000000 0 0 0 0 0\r\n\
+              \x20  3.100000 1  ErrorFrame\r\n\
+              \x20  3.200000 CANFD   1 Rx   ErrorFrame    Form Error 0 0 0 Data 0 123 0 0 0 0  0 0 0 0 0 0 0\r\n\
+              \x20  3.300000 1  Statistic: D 0 R 0 XD 0 XR 0 E 0 O 0 B 0.00%\r\n\
+              \x20  3.400000 1  RX_ERR   0 \r\n\
+              End TriggerBlock\r\n",
+        );
+        let (got, stats) = read_all(&file, false).unwrap();
+        assert_eq!(stats.skipped, 0);
+        let texts: Vec<String> = got.iter().map(|f| f.to_string()).collect();
+        assert_eq!(
+            texts,
+            [
+                "200#R",
+                "123#R5",
+                "000001AB#0102030405060708_C",
+                "100##5000102030405060708090A0B0C0D0E0F",
+                "101#R5",
+                "102#AABBCC",
+                "20000080#0000000000000000",
+                "20000080#0000000000000000",
+            ]
+        );
+        let dirs: Vec<Direction> = got.iter().map(|f| f.direction()).collect();
+        use Direction::{Rx, Tx};
+        assert_eq!(dirs, [Tx, Rx, Tx, Rx, Tx, Rx, Rx, Rx]);
+        // The Latin-1 date was read: times are 2024-03-04 10:00 local plus the offsets.
+        let start = parse_date("Mo Mar 4 10:00:00.000 2024").unwrap();
+        assert_eq!(got[0].timestamp_ns, start + 2_520_002_000);
+        assert_eq!(got[0].channel, Channel::int(2));
+    }
+
+    #[test]
+    fn no_header_decimal_base_and_bad_lines() {
+        let (got, _) = read_all(
+            b"base dec\n 1.0 1  291 Rx d 9 1 2 3 4 5 6 7 8\n 2.0 1 ErrorFrame\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(got[0].to_string(), "123#0102030405060708_9");
+        assert_eq!(got[0].timestamp_ns, 1_000_000_000);
+        assert!(got[1].is_error());
+        // A bad line: an error naming it, or skipped and counted.
+        let bad = b" 1.0 1  123 Rx d 2 11\n 2.0 1  124 Rx d 1 \xff\n 3.0 1  125 Rx d 0\n";
+        match read_all(bad, false) {
+            Err(ConvertError::Parse { line: 1, .. }) => {}
+            other => panic!("{other:?}"),
+        }
+        let (got, stats) = read_all(bad, true).unwrap();
+        assert_eq!(stats.skipped, 2);
+        assert_eq!(got.len(), 1);
+    }
+
+    /// The writer keeps direction, raw DLC and times that go backwards; the reader
+    /// gets every field back.
+    #[test]
+    fn writer_round_trip_keeps_every_field() {
+        let path = std::env::temp_dir().join(format!("canmc-asc-rt-{}.asc", std::process::id()));
+        let t0 = 1_700_000_000_123_456_000;
+        let mut frames = Vec::new();
+        for (i, text) in [
+            "123#DEADBEEF",
+            "1ABCDEF0#R8_F",
+            "7FF#1122334455667788_C",
+            "123##3001122334455667788990011",
+            "123##0",
+            "20000084#0004000000000000",
+            "000#",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let mut f: CanFrame = text.parse().unwrap();
+            // The third frame is 0.5 s before the first.
+            f.timestamp_ns = if i == 2 {
+                t0 - 500_000_000
+            } else {
+                t0 + i as u64 * 1000
+            };
+            f.channel = Channel::int(i as i64 % 3);
+            if i % 2 == 1 {
+                f.set_direction(Direction::Tx);
+            }
+            frames.push(f);
+        }
+        let mut w = Box::new(AscWriter::create(&path).unwrap());
+        for f in &frames {
+            w.write_frame(f).unwrap();
+        }
+        w.finish().unwrap();
+        let text = std::fs::read(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let (got, _) = read_all(&text, false).unwrap();
+        assert_eq!(got, frames, "{}", String::from_utf8_lossy(&text));
     }
 }

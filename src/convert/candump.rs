@@ -7,7 +7,7 @@
 use std::fmt;
 use std::io::Write;
 
-use crate::frame::{parse_frame, CanFrame, Channel, FrameError};
+use crate::frame::{parse_frame, CanFrame, Channel, Direction, FrameError};
 
 /// How candump prints the time in front of a frame (`-t`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,15 +50,28 @@ fn push_ts(out: &mut Vec<u8>, ns: u64, sec_width: usize) {
 
 /// Appends one candump log line (with `\n`): `(1700000000.123456) can0 123#DEADBEEF`.
 ///
-/// The interface name is the frame's channel as [`Channel`]'s `Display` shows it.
+/// The interface name is the frame's channel as [`Channel`]'s `Display` shows it. A
+/// transmitted frame ends in ` T` (candump `-x`, python-can); a received one has no
+/// suffix, which every reader takes as received. Error frames are written as candump
+/// writes them: the class in the ID and 8 data bytes (zero-padded). A raw DLC 9–15 is
+/// the `_C` suffix.
 pub fn write_log_line(frame: &CanFrame, out: &mut Vec<u8>) {
     out.push(b'(');
     push_ts(out, frame.timestamp_ns, 10);
     out.extend_from_slice(b") ");
     let _ = write!(out, "{} ", frame.channel);
     let mut text = [0u8; CanFrame::TEXT_MAX];
-    let n = frame.write_text(&mut text);
+    let n = if frame.is_error() && frame.len < 8 {
+        let mut padded = *frame;
+        padded.len = 8;
+        padded.write_text(&mut text)
+    } else {
+        frame.write_text(&mut text)
+    };
     out.extend_from_slice(&text[..n]);
+    if frame.direction() == Direction::Tx {
+        out.extend_from_slice(b" T");
+    }
     out.push(b'\n');
 }
 
@@ -213,16 +226,18 @@ pub fn parse_log_line(line: &str) -> Result<Option<CanFrame>, LogLineError> {
     else {
         return Err(LogLineError::Shape);
     };
-    match parts.next() {
-        None | Some("R" | "T" | "r" | "t") => {}
+    let direction = match parts.next() {
+        None | Some("R" | "r") => Direction::Rx,
+        Some("T" | "t") => Direction::Tx,
         Some(_) => return Err(LogLineError::Shape),
-    }
+    };
     if parts.next().is_some() {
         return Err(LogLineError::Shape);
     }
     let timestamp_ns = parse_timestamp(ts).ok_or(LogLineError::Timestamp)?;
     let mut frame = parse_frame(frame_text.as_bytes()).map_err(LogLineError::Frame)?;
     frame.timestamp_ns = timestamp_ns;
+    frame.set_direction(direction);
     frame.channel = match Channel::str(iface) {
         Ok(channel) => channel,
         // What an integer channel too wide for a string channel is written as.
@@ -300,7 +315,10 @@ mod tests {
             ),
         ];
         for (line, text, ns) in cases {
-            let f = parse_log_line(line).unwrap().unwrap();
+            let mut f = parse_log_line(line).unwrap().unwrap();
+            let tx = line.ends_with(" T");
+            assert_eq!(f.direction() == Direction::Tx, tx, "{line}");
+            f.set_direction(Direction::Rx);
             assert_eq!(
                 f.content(),
                 text.parse::<CanFrame>().unwrap().content(),
@@ -337,6 +355,29 @@ mod tests {
             assert_eq!(log_line(&back), line);
         }
         assert!(parse_log_line("(1.0) can99999999999999999999999 123#00").is_err());
+    }
+
+    /// Direction and raw DLC survive; error frames carry their class and 8 bytes.
+    #[test]
+    fn direction_raw_dlc_and_error_frames() {
+        let mut tx = frame(
+            "123#1122334455667788_C",
+            1_000,
+            Channel::str("can0").unwrap(),
+        );
+        tx.set_direction(Direction::Tx);
+        let line = log_line(&tx);
+        assert_eq!(line, "(0000000000.000001) can0 123#1122334455667788_C T\n");
+        assert_eq!(parse_log_line(&line).unwrap().unwrap(), tx);
+        let rx = parse_log_line("(1.0) can0 123#11 r").unwrap().unwrap();
+        assert_eq!(rx.direction(), Direction::Rx);
+        let mut err = CanFrame::EMPTY;
+        err.flags = crate::frame::flags::ERROR | crate::frame::flags::EXTENDED;
+        err.id = 0x80;
+        assert_eq!(
+            log_line(&err),
+            "(0000000000.000000) vcan0 20000080#0000000000000000\n"
+        );
     }
 
     #[test]

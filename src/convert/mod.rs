@@ -3,8 +3,10 @@
 //! `convert` and `replay` treat every format alike; the format is chosen by extension.
 
 pub mod asc;
+pub mod blf;
 pub mod candump;
 pub mod pcap;
+pub mod trc;
 
 use std::fmt;
 use std::fs::File;
@@ -28,6 +30,10 @@ pub enum FileFormat {
     Pcap,
     /// Vector ASC (`.asc`).
     Asc,
+    /// PEAK TRC (`.trc`).
+    Trc,
+    /// Vector BLF (`.blf`).
+    Blf,
 }
 
 impl FileFormat {
@@ -43,6 +49,8 @@ impl FileFormat {
             Some("pcapng") => Ok(FileFormat::Pcapng),
             Some("pcap") => Ok(FileFormat::Pcap),
             Some("asc") => Ok(FileFormat::Asc),
+            Some("trc") => Ok(FileFormat::Trc),
+            Some("blf") => Ok(FileFormat::Blf),
             _ => Err(ConvertError::UnknownExtension(path.to_path_buf())),
         }
     }
@@ -55,6 +63,8 @@ impl FileFormat {
             FileFormat::Pcapng => "pcapng",
             FileFormat::Pcap => "pcap",
             FileFormat::Asc => "ASC",
+            FileFormat::Trc => "TRC",
+            FileFormat::Blf => "BLF",
         }
     }
 }
@@ -104,7 +114,7 @@ impl fmt::Display for ConvertError {
         match self {
             ConvertError::UnknownExtension(p) => write!(
                 f,
-                "{}: unknown extension (use .cmc, .log, .pcapng, .pcap or .asc)",
+                "{}: unknown extension (use .cmc, .log, .pcapng, .pcap, .asc, .trc or .blf)",
                 p.display()
             ),
             ConvertError::Io { path, source } => write!(f, "{}: {source}", path.display()),
@@ -219,6 +229,10 @@ pub trait FrameWriter: Send {
 pub struct WriterOptions {
     /// `.cmc` segment size and sync policy.
     pub recorder: RecorderOptions,
+    /// Which TRC version a `.trc` is written in (2.1 unless asked for 1.1).
+    pub trc_version: trc::TrcVersion,
+    /// Write `.blf` containers without zlib (stored), instead of compressed.
+    pub blf_uncompressed: bool,
 }
 
 /// Opens a writer for `path` in `format` (see [`FileFormat::from_path`]).
@@ -240,6 +254,11 @@ pub fn create_writer(
         FileFormat::Pcapng => Ok(Box::new(pcap::PcapngWriter::create(path)?)),
         FileFormat::Pcap => Ok(Box::new(pcap::PcapWriter::create(path)?)),
         FileFormat::Asc => Ok(Box::new(asc::AscWriter::create(path)?)),
+        FileFormat::Trc => Ok(Box::new(trc::TrcWriter::create(path, opts.trc_version)?)),
+        FileFormat::Blf => Ok(Box::new(blf::BlfWriter::create(
+            path,
+            !opts.blf_uncompressed,
+        )?)),
     }
 }
 
@@ -380,6 +399,9 @@ pub(crate) fn parse_loss_what(what: &str) -> Option<LossNote> {
 /// line (with its end) and returns `Ok(true)` to go on, `Ok(false)` to stop, or
 /// `Err(message)` for a line that does not parse: that stops reading with an error
 /// naming the file and line, or, with `skip_bad`, is counted in `stats.skipped`.
+///
+/// Bytes that are not UTF-8 (a Latin-1 month name, a stray 0xFF) do not stop the read:
+/// they become U+FFFD, so a line is refused only if the frame in it does not parse.
 pub(crate) fn read_lines(
     path: &Path,
     skip_bad: bool,
@@ -388,14 +410,15 @@ pub(crate) fn read_lines(
 ) -> Result<(), ConvertError> {
     let file = File::open(path).map_err(io_err(path))?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut line = String::with_capacity(512);
+    let mut raw = Vec::with_capacity(512);
     let mut number = 0u64;
     loop {
-        line.clear();
-        if reader.read_line(&mut line).map_err(io_err(path))? == 0 {
+        raw.clear();
+        if reader.read_until(b'\n', &mut raw).map_err(io_err(path))? == 0 {
             return Ok(());
         }
         number += 1;
+        let line = String::from_utf8_lossy(&raw);
         match parse(&line) {
             Ok(true) => {}
             Ok(false) => {
@@ -449,6 +472,9 @@ pub struct ReadStats {
     pub events: u64,
     /// Bad lines skipped (with `skip_bad`).
     pub skipped: u64,
+    /// Objects of kinds that carry no frame for canmc, skipped (BLF objects other than
+    /// CAN frames, errors and canmc's notes).
+    pub other_objects: u64,
     /// The callback asked to stop.
     pub stopped: bool,
     /// For a `.cmc`: how its records ended (`None` for other formats, or when the
@@ -557,6 +583,8 @@ pub fn read_events(
             stats.events = events;
         }
         FileFormat::Asc => return asc::read(path, opts, f),
+        FileFormat::Trc => return trc::read(path, opts, f),
+        FileFormat::Blf => return blf::read(path, opts, f),
         FileFormat::Pcapng | FileFormat::Pcap => {
             let mut failed = None;
             pcap::read_packets(path, format == FileFormat::Pcapng, &mut |p| {

@@ -9,7 +9,8 @@
 //! | 0..4  | can_id, big-endian, with EFF/RTR/ERR flags | same                            |
 //! | 4     | len (requested length for RTR)  | len                                        |
 //! | 5     | 0                               | flags: BRS 0x01, ESI 0x02, FDF 0x04        |
-//! | 6..8  | 0                               | 0                                          |
+//! | 6     | 0                               | 0                                          |
+//! | 7     | len8_dlc: raw DLC 9–15 of an 8-byte frame, else 0 | 0                        |
 //! | 8..   | 8 data bytes, zero padded       | 64 data bytes, zero padded                 |
 //!
 //! The packet length tells Wireshark which struct it is (16 or 72 bytes); FDF is set as
@@ -20,6 +21,11 @@
 //! kernel drop total as `isb_ifdrop` in an Interface Statistics Block at
 //! [`FrameWriter::finish`].
 //!
+//! Direction: pcapng's Enhanced Packet Block carries it in the `epb_flags` option
+//! (bits 0–1: 1 inbound, 2 outbound); canmc writes the option for transmitted frames
+//! only (received is what every reader assumes without it). pcap with link type 227
+//! has no place for it.
+//!
 //! Writers keep one reusable buffer; writing a frame allocates nothing.
 
 use std::fmt::Write as _;
@@ -28,7 +34,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::{ConvertError, FrameWriter};
-use crate::frame::{flags, CanFrame, SenderAddr};
+use crate::frame::{flags, CanFrame, Direction, SenderAddr};
 
 /// The pcap / pcapng link type of SocketCAN frames.
 pub const LINKTYPE_CAN_SOCKETCAN: u16 = 227;
@@ -60,6 +66,9 @@ const BT_ISB: u32 = 0x0000_0005;
 const BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 const OPT_END: u16 = 0;
 const OPT_COMMENT: u16 = 1;
+const EPB_FLAGS: u16 = 2;
+/// `epb_flags` direction bits (0–1): outbound (1 would be inbound).
+const EPB_OUTBOUND: u32 = 2;
 const SHB_USERAPPL: u16 = 4;
 const IF_NAME: u16 = 2;
 const IF_TSRESOL: u16 = 9;
@@ -82,6 +91,10 @@ pub fn encode_socketcan(frame: &CanFrame, out: &mut [u8; CANFD_MTU]) -> usize {
     }
     out[..4].copy_from_slice(&can_id.to_be_bytes());
     out[4] = frame.len;
+    if !frame.is_fd() {
+        // struct can_frame's len8_dlc.
+        out[7] = frame.raw_dlc;
+    }
     let payload = frame.payload();
     out[8..8 + payload.len()].copy_from_slice(payload);
     if frame.is_fd() {
@@ -146,6 +159,9 @@ fn decode_socketcan(pkt: &[u8], timestamp_ns: u64) -> Result<CanFrame, String> {
         CanFrame::new(id, fl, &pkt[8..8 + data_len])
     }
     .map_err(|e| e.to_string())?;
+    if !fd && len == 8 && (9..=15).contains(&pkt[7]) {
+        frame.raw_dlc = pkt[7];
+    }
     frame.timestamp_ns = timestamp_ns;
     Ok(frame)
 }
@@ -327,10 +343,17 @@ impl FrameWriter for PcapngWriter {
         b.extend_from_slice(&(n as u32).to_le_bytes());
         b.extend_from_slice(&pkt[..n]);
         pad4(b);
+        let tx = frame.direction() == Direction::Tx;
+        let options = tx || !self.comment.is_empty();
+        if tx {
+            push_opt(b, EPB_FLAGS, &EPB_OUTBOUND.to_le_bytes());
+        }
         if !self.comment.is_empty() {
             push_opt(b, OPT_COMMENT, self.comment.as_bytes());
-            push_opt(b, OPT_END, &[]);
             self.comment.clear();
+        }
+        if options {
+            push_opt(b, OPT_END, &[]);
         }
         end_block(b);
         self.out.write_all(&self.block).map_err(io_err(&self.path))
@@ -617,10 +640,21 @@ fn read_pcapng(
                 }
                 let pkt = &body[20..20 + cap];
                 let opts_at = 20 + cap.div_ceil(4) * 4;
-                let comment = options(body.get(opts_at..).unwrap_or(&[]), le)
-                    .find(|(c, _)| *c == OPT_COMMENT)
-                    .and_then(|(_, v)| std::str::from_utf8(v).ok());
-                let frame = decode_socketcan(pkt, res.to_ns(ticks));
+                let mut comment = None;
+                let mut direction = Direction::Rx;
+                for (code, v) in options(body.get(opts_at..).unwrap_or(&[]), le) {
+                    match code {
+                        OPT_COMMENT => comment = std::str::from_utf8(v).ok(),
+                        EPB_FLAGS if v.len() == 4 && rd32(v, 0) & 3 == EPB_OUTBOUND => {
+                            direction = Direction::Tx;
+                        }
+                        _ => {}
+                    }
+                }
+                let frame = decode_socketcan(pkt, res.to_ns(ticks)).map(|mut f| {
+                    f.set_direction(direction);
+                    f
+                });
                 if !f(Packet {
                     number,
                     frame,
@@ -719,6 +753,11 @@ mod tests {
             );
         }
         assert!(decode_socketcan(&[0; 7], 0).is_err());
+        let f: CanFrame = "123#1122334455667788_F".parse().unwrap();
+        let mut out = [0u8; CANFD_MTU];
+        let n = encode_socketcan(&f, &mut out);
+        assert_eq!(out[7], 0xF);
+        assert_eq!(decode_socketcan(&out[..n], 0).unwrap().raw_dlc, 0xF);
         // A classic frame claiming 12 bytes.
         let mut bad = [0u8; CAN_MTU];
         bad[4] = 12;

@@ -9,8 +9,15 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// First eight bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"CANMCREC";
-/// Format version this code writes and reads.
-pub const VERSION: u16 = 1;
+/// Format version this code writes. Version 2 added the direction bit
+/// ([`FLAG_TX`]) and the raw DLC in the `len` byte of classic frames.
+pub const VERSION: u16 = 2;
+/// Oldest format version this code reads (version 1 files have neither direction nor
+/// raw DLC: every frame reads as Rx with its plain length).
+pub const MIN_VERSION: u16 = 1;
+/// Bit of [`RecordHead::flags`] in a frame record (version 2): the frame was
+/// transmitted ([`crate::frame::Direction::Tx`]). Not a [`crate::frame::flags`] bit.
+pub const FLAG_TX: u8 = 0x40;
 /// Size of [`SegmentHeader`].
 pub const HEADER_SIZE: usize = 64;
 /// Records never straddle a block boundary; each block starts with a [`BlockRec`].
@@ -80,7 +87,8 @@ pub(crate) struct RecordHead {
     /// Whole record size in bytes, a multiple of 8.
     pub size: U16,
     pub kind: u8,
-    /// Frame flags for frame records, else 0.
+    /// Frame flags for frame records ([`crate::frame::flags`] bits, plus [`FLAG_TX`]),
+    /// else 0.
     pub flags: u8,
 }
 
@@ -96,6 +104,7 @@ pub(crate) struct FrameRec {
     /// Slot in this segment's channel table.
     pub channel: u8,
     /// `CanFrame::len`; for a remote frame the requested length (no payload stored).
+    /// For a classic frame with a raw DLC (version 2), the DLC 9–15: 8 bytes stored.
     pub len: u8,
 }
 
@@ -175,13 +184,27 @@ pub const fn align8(n: usize) -> usize {
     (n + 7) & !7
 }
 
-/// Payload bytes a frame record stores: none for a remote frame, else `len`.
+/// Payload bytes a frame record stores: none for a remote frame, 8 for a classic frame
+/// whose `len` byte is a raw DLC (9–15), else `len`.
 #[inline]
 pub const fn stored_len(flags: u8, len: u8) -> usize {
     if flags & crate::frame::flags::RTR != 0 {
         0
+    } else if flags & crate::frame::flags::FD == 0 && len > 8 && len <= 15 {
+        8
     } else {
         len as usize
+    }
+}
+
+/// The `len` byte a frame record stores for `frame`: its raw DLC if it has one, else
+/// its length.
+#[inline]
+pub const fn stored_len_byte(frame: &crate::frame::CanFrame) -> u8 {
+    if frame.raw_dlc != 0 {
+        frame.raw_dlc
+    } else {
+        frame.len
     }
 }
 
@@ -308,6 +331,9 @@ mod tests {
         assert_eq!(frame_size(3), 32);
         assert_eq!(frame_size(64), 88);
         assert_eq!(stored_len(crate::frame::flags::RTR, 8), 0);
+        assert_eq!(stored_len(crate::frame::flags::RTR, 12), 0);
+        assert_eq!(stored_len(0, 12), 8);
+        assert_eq!(stored_len(crate::frame::flags::FD, 12), 12);
         assert_eq!(data_start(64, 1024), 64 + 32 * 1088);
         assert_eq!(data_start(1, 1) % 64, 0);
         assert_eq!(commit_word(0), 1);

@@ -124,8 +124,9 @@ impl fmt::Display for RecordError {
             }
             UnsupportedVersion { path, version } => write!(
                 f,
-                "{} is .cmc format version {version}; this build reads version {}",
+                "{} is .cmc format version {version}; this build reads versions {}–{}",
                 path.display(),
+                format::MIN_VERSION,
                 format::VERSION
             ),
             CorruptHeader { path, what } => {

@@ -15,7 +15,7 @@ use super::format::{self, kind, BlockRec, FrameRec, RecordHead, SegmentHeader};
 use super::mapped::MappedFile;
 use super::writer::segment_path;
 use super::RecordError;
-use crate::frame::{CanFrame, Channel, SenderAddr};
+use crate::frame::{CanFrame, Channel, Direction, SenderAddr};
 
 /// One segment file, mapped.
 #[derive(Debug)]
@@ -165,11 +165,31 @@ impl<'a> FrameView<'a> {
     }
     /// [`crate::frame::flags`] bits.
     pub fn flags(&self) -> u8 {
-        self.rec.head.flags
+        self.rec.head.flags & crate::frame::flags::ALL
+    }
+    /// Rx or Tx (version 1 files: always Rx).
+    pub fn direction(&self) -> Direction {
+        if self.rec.head.flags & format::FLAG_TX != 0 {
+            Direction::Tx
+        } else {
+            Direction::Rx
+        }
     }
     /// `CanFrame::len` (the requested length for a remote frame).
     pub fn len(&self) -> u8 {
-        self.rec.len
+        if self.raw_dlc() != 0 {
+            8
+        } else {
+            self.rec.len
+        }
+    }
+    /// `CanFrame::raw_dlc`: the DLC 9–15 of a classic 8-byte frame, else 0.
+    pub fn raw_dlc(&self) -> u8 {
+        if self.rec.head.flags & crate::frame::flags::FD == 0 && (9..=15).contains(&self.rec.len) {
+            self.rec.len
+        } else {
+            0
+        }
     }
     /// True for a zero-length frame.
     pub fn is_empty(&self) -> bool {
@@ -194,6 +214,8 @@ impl<'a> FrameView<'a> {
         f.id = self.id();
         f.flags = self.flags();
         f.len = self.len();
+        f.raw_dlc = self.raw_dlc();
+        f.set_direction(self.direction());
         f.channel = *self.channel;
         f.sender = *self.sender;
         f.data[..self.payload.len()].copy_from_slice(self.payload);
@@ -679,7 +701,7 @@ fn open_seg(
     if format::commit_word(format::crc32c(&raw[..format::HEADER_CRC_AT])) != h.header_crc.get() {
         return Err(corrupt("header checksum mismatch"));
     }
-    if h.version.get() != format::VERSION {
+    if !(format::MIN_VERSION..=format::VERSION).contains(&h.version.get()) {
         return Err(RecordError::UnsupportedVersion {
             path: path.to_path_buf(),
             version: h.version.get(),

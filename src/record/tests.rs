@@ -154,6 +154,65 @@ fn classic_frame_takes_32_bytes() {
     w.finish().unwrap();
 }
 
+/// Version 2 keeps direction and the raw DLC, still in 32 bytes per classic frame; a
+/// version 1 file (no such fields) still reads, every frame Rx.
+#[test]
+fn direction_and_raw_dlc_round_trip_and_version_1_still_reads() {
+    use crate::frame::Direction;
+    let d = TempDir::new("v2");
+    let p = d.file("a.cmc");
+    let mut tx: CanFrame = "123#1122334455667788_C".parse().unwrap();
+    tx.set_direction(Direction::Tx);
+    let mut rtr: CanFrame = "12345678#R8_F".parse().unwrap();
+    rtr.set_direction(Direction::Tx);
+    let fd: CanFrame = "123##3112233445566778899AABBCC".parse().unwrap();
+    let plain: CanFrame = "7FF#0102".parse().unwrap();
+    let want = [tx, rtr, fd, plain];
+    let mut w = Recorder::create(&p, small()).unwrap();
+    let before = w.stats().bytes;
+    w.write_frame(&tx).unwrap();
+    assert_eq!(
+        w.stats().bytes - before,
+        32,
+        "a raw-DLC frame is still 32 bytes"
+    );
+    for f in &want[1..] {
+        w.write_frame(f).unwrap();
+    }
+    w.finish().unwrap();
+    let r = Recording::open(&p).unwrap();
+    let got = frames(&r);
+    assert_eq!(got, want);
+    assert_eq!(got[0].raw_dlc, 0xC);
+    assert_eq!(got[0].direction(), Direction::Tx);
+    assert_eq!(got[2].direction(), Direction::Rx);
+    drop(r);
+
+    // The same bytes as a version 1 file (plain frames only: v1 had neither field).
+    let p1 = d.file("v1.cmc");
+    let mut w = Recorder::create(&p1, small()).unwrap();
+    w.write_frame(&fd).unwrap();
+    w.write_frame(&plain).unwrap();
+    w.finish().unwrap();
+    let mut bytes = std::fs::read(&p1).unwrap();
+    bytes[8..10].copy_from_slice(&1u16.to_le_bytes());
+    let crc = format::commit_word(format::crc32c(&bytes[..format::HEADER_CRC_AT]));
+    bytes[format::HEADER_CRC_AT..format::HEADER_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&p1, &bytes).unwrap();
+    let r = Recording::open(&p1).unwrap();
+    assert_eq!(frames(&r), [fd, plain]);
+    drop(r);
+    bytes[8..10].copy_from_slice(&3u16.to_le_bytes());
+    let crc = format::commit_word(format::crc32c(&bytes[..format::HEADER_CRC_AT]));
+    bytes[format::HEADER_CRC_AT..format::HEADER_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&p1, &bytes).unwrap();
+    let e = Recording::open(&p1).err().unwrap();
+    assert!(
+        matches!(e, RecordError::UnsupportedVersion { version: 3, .. }),
+        "{e}"
+    );
+}
+
 #[test]
 fn rotates_and_reads_across_segments() {
     let d = TempDir::new("rotate");

@@ -198,7 +198,8 @@ impl Recorder {
         if frame.len > 64 {
             return Err(RecordError::InvalidFrame { len: frame.len });
         }
-        let stored = format::stored_len(frame.flags, frame.len);
+        let len = format::stored_len_byte(frame);
+        let stored = format::stored_len(frame.flags, len);
         let size = format::frame_size(stored);
         let (ch, snd) = self.prepare(size, Some(&frame.channel), &frame.sender)?;
         let mut buf = [0u8; format::frame_size(64)];
@@ -207,13 +208,18 @@ impl Recorder {
                 commit: 0.into(),
                 size: (size as u16).into(),
                 kind: kind::FRAME,
-                flags: frame.flags,
+                flags: frame.flags
+                    | if frame.direction() == crate::frame::Direction::Tx {
+                        format::FLAG_TX
+                    } else {
+                        0
+                    },
             },
             timestamp_ns: frame.timestamp_ns.into(),
             id: frame.id.into(),
             sender: snd.into(),
             channel: ch,
-            len: frame.len,
+            len,
         };
         buf[..format::FRAME_HEAD].copy_from_slice(head.as_bytes());
         buf[format::FRAME_HEAD..format::FRAME_HEAD + stored].copy_from_slice(&frame.data[..stored]);

@@ -44,6 +44,12 @@ fn tshark() -> &'static str {
     "tshark"
 }
 
+/// `f`, transmitted.
+fn tx(mut f: CanFrame) -> CanFrame {
+    f.set_direction(canmc::frame::Direction::Tx);
+    f
+}
+
 /// A frame from cansend text at `ns` on `channel`.
 fn fr(text: &str, ns: u64, channel: Channel) -> CanFrame {
     let mut f: CanFrame = text.parse().unwrap_or_else(|e| panic!("{text}: {e}"));
@@ -393,7 +399,7 @@ fn every_candump_variant_imports() {
     let want = [
         fr("123#DEADBEEF", 1_700_000_000_123_456_000, can0),
         fr("123#DEADBEEF", 1_700_000_000_123_456_789, can0),
-        fr("12345678#R", 1_700_000_000_500_000_000, can0),
+        tx(fr("12345678#R", 1_700_000_000_500_000_000, can0)),
         fr(
             "7FF#R3",
             1_700_000_001_000_000_000,
@@ -406,7 +412,11 @@ fn every_candump_variant_imports() {
         fr("123##4DD", 1_700_000_002_400_000_000, can0),
         fr("123##7EE", 1_700_000_002_500_000_000, can0),
         fr("123#1122334455667788_C", 1_700_000_003_000_000_000, can0),
-        fr("123#1122334455667788_9", 1_700_000_003_000_000_001, can0),
+        tx(fr(
+            "123#1122334455667788_9",
+            1_700_000_003_000_000_001,
+            can0,
+        )),
         fr("20000080#0000000000000000", 1_700_000_004_000_000_000, can0),
         fr("1ABCDEF0#", 1_700_000_005_000_000_000, can0),
         fr("000#00", 1_700_000_006_250_000_000, can0),
@@ -476,7 +486,9 @@ fn reads_asc_written_by_python_can_and_by_vector_tools() {
             "123#1122",
             "00000123#R4",
             "123#",
-            "20000000#",
+            // ASC error frames carry no class: read as a bus error, as python-can
+            // writes error frames to .log.
+            "20000080#0000000000000000",
             "01234567##5000102030405060708090A0B",
             "012##4",
         ]

@@ -20,3 +20,4 @@ mod record_props;
 mod view_cli;
 mod view_dbc;
 mod view_plot;
+mod vector_interop;

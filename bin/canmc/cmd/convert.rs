@@ -19,8 +19,16 @@ pub(crate) fn run(a: ConvertArgs) -> Result<(), Failure> {
         )));
     }
     let total_bytes = std::fs::metadata(&a.input).map(|m| m.len()).unwrap_or(0);
-    let mut writer = conv::create_writer(&a.output, out_format, WriterOptions::default())
-        .map_err(convert_failure)?;
+    let opts = WriterOptions {
+        trc_version: if a.trc_version == "1.1" {
+            conv::trc::TrcVersion::V1_1
+        } else {
+            conv::trc::TrcVersion::V2_1
+        },
+        blf_uncompressed: a.blf_uncompressed,
+        ..WriterOptions::default()
+    };
+    let mut writer = conv::create_writer(&a.output, out_format, opts).map_err(convert_failure)?;
     let mut progress = Progress::new(total_bytes, in_format);
     let mut write_error = None;
     let read = conv::read_events(
@@ -28,7 +36,7 @@ pub(crate) fn run(a: ConvertArgs) -> Result<(), Failure> {
         in_format,
         ReadOptions {
             skip_bad: a.skip_bad,
-            start_ns: None,
+            ..ReadOptions::default()
         },
         &mut |event| {
             if let Err(e) = writer.write_event(event) {
@@ -53,7 +61,7 @@ pub(crate) fn run(a: ConvertArgs) -> Result<(), Failure> {
         ))
     })?;
     eprintln!(
-        "canmc convert: {} events from {} ({}) to {} ({}){}",
+        "canmc convert: {} events from {} ({}) to {} ({}){}{}",
         stats.events,
         a.input.display(),
         in_format.name(),
@@ -61,6 +69,11 @@ pub(crate) fn run(a: ConvertArgs) -> Result<(), Failure> {
         out_format.name(),
         if stats.skipped > 0 {
             format!(", {} bad lines skipped", stats.skipped)
+        } else {
+            String::new()
+        },
+        if stats.other_objects > 0 {
+            format!(", {} objects without a frame skipped", stats.other_objects)
         } else {
             String::new()
         }

@@ -17,6 +17,8 @@ struct InfoJson<'a> {
     #[serde(flatten)]
     stats: CaptureSummary,
     skipped_lines: u64,
+    /// BLF objects that carry no frame, skipped.
+    other_objects: u64,
     end: &'static str,
 }
 
@@ -49,6 +51,7 @@ pub(crate) fn run(a: InfoArgs) -> Result<(), Failure> {
             format: format.name(),
             stats: stats.summary(10),
             skipped_lines: read.skipped,
+            other_objects: read.other_objects,
             end: end_word(read.cmc_end),
         };
         match serde_json::to_string(&json) {
@@ -59,6 +62,12 @@ pub(crate) fn run(a: InfoArgs) -> Result<(), Failure> {
     }
     println!("{} ({})", a.file.display(), format.name());
     print!("{stats}");
+    if read.other_objects > 0 {
+        println!(
+            "  other      {} objects without a frame (skipped)",
+            read.other_objects
+        );
+    }
     if read.skipped > 0 {
         println!("  skipped    {} lines that do not parse", read.skipped);
     }

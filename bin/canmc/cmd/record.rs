@@ -65,6 +65,7 @@ pub(crate) fn run(a: RecordArgs) -> Result<(), Failure> {
             segment_size: a.segment_size << 20,
             ..RecorderOptions::default()
         },
+        ..WriterOptions::default()
     };
     // With `--io auto`, record takes recvmmsg: with the 2 ms coalescing below it cost
     // 0.75 µs of CPU per frame at 20 000 frames/s against 4.2 µs for io_uring, and

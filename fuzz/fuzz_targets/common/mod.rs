@@ -161,3 +161,84 @@ pub fn check_text_capture(format: canmc::convert::FileFormat, name: &str, data: 
         assert!(s.stopped && s.events == 1 && first[..] == all[..1], "{s:?}");
     }
 }
+
+/// The time of any event.
+pub fn event_time(ev: &canmc::engine::Event) -> u64 {
+    use canmc::engine::Event;
+    match *ev {
+        Event::Frame(f) => f.timestamp_ns,
+        Event::Loss { timestamp_ns, .. } | Event::KernelDrops { timestamp_ns, .. } => timestamp_ns,
+    }
+}
+
+/// Reads any capture (TRC, BLF, …) written to the scratch file `name` with
+/// `convert::read_events` four ways and checks that they agree:
+///
+/// 1. `skip_bad`: reads to the end or stops with a `Parse` error (a damaged file: what
+///    came before the damage); every frame is valid and `stats.events` counts them;
+/// 2. strict: a prefix of 1; complete (and equal to 1) only if 1 was complete and
+///    skipped nothing;
+/// 3. `start_ns` = the time of the middle event: exactly the events of 1 at or after it;
+/// 4. a callback that stops after the first event: one event and `stopped`.
+pub fn check_capture(format: canmc::convert::FileFormat, name: &str, data: &[u8]) {
+    use canmc::convert::{read_events, ConvertError, ReadOptions};
+    use canmc::engine::Event;
+
+    let path = scratch_file(name, data);
+    let read = |opts: ReadOptions, limit: usize| {
+        let mut events = Vec::new();
+        let r = read_events(&path, format, opts, &mut |ev| {
+            if let Event::Frame(f) = ev {
+                check_frame(f);
+            }
+            events.push(*ev);
+            events.len() < limit
+        });
+        (r, events)
+    };
+    let lenient = ReadOptions {
+        skip_bad: true,
+        ..ReadOptions::default()
+    };
+    let (r, all) = read(lenient, usize::MAX);
+    let stats = match r {
+        Ok(stats) => {
+            assert_eq!(stats.events, all.len() as u64);
+            assert!(!stats.stopped);
+            Some(stats)
+        }
+        Err(ConvertError::Parse { .. }) => None,
+        Err(e) => panic!("skip_bad read failed with {e}"),
+    };
+
+    let (r, strict) = read(ReadOptions::default(), usize::MAX);
+    assert!(all.starts_with(&strict), "strict read is not a prefix");
+    match r {
+        Ok(s) => {
+            let stats = stats.expect("strict read passed where skip_bad failed");
+            assert_eq!(stats.skipped, 0, "strict read passed objects skip_bad skipped");
+            assert_eq!(s.events, stats.events);
+            assert_eq!(strict, all);
+        }
+        Err(ConvertError::Parse { .. }) => {}
+        Err(e) => panic!("strict read failed with {e}"),
+    }
+
+    if let (Some(_), Some(mid)) = (stats, all.get(all.len() / 2)) {
+        let t = event_time(mid);
+        let (r, late) = read(
+            ReadOptions {
+                skip_bad: true,
+                start_ns: Some(t),
+            },
+            usize::MAX,
+        );
+        assert_eq!(r.expect("read with start_ns").events, late.len() as u64);
+        let want: Vec<_> = all.iter().filter(|e| event_time(e) >= t).copied().collect();
+        assert_eq!(late, want, "start_ns {t}");
+
+        let (r, first) = read(lenient, 1);
+        let s = r.expect("read stopped after one event");
+        assert!(s.stopped && s.events == 1 && first[..] == all[..1], "{s:?}");
+    }
+}
