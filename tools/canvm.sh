@@ -60,14 +60,19 @@ setup() {
     need qemu-system-x86_64 busybox depmod cpio xz dpkg-deb apt-get readelf
     V=$(kernel_version)
     VMLINUX=$CACHE/vmlinux-$V
-    INITRD=$CACHE/initrd-$V.cpio
-    [[ -s $VMLINUX && -s $INITRD && $INITRD -nt ${BASH_SOURCE[0]} ]] && return 0
+    # The initramfs is named by what goes into it, so a changed /init or module list
+    # builds a new one and an unchanged one is reused.
+    local stamp
+    stamp=$({ write_init; echo "${MODULES[*]}"; } | md5sum | cut -c1-12)
+    INITRD=$CACHE/initrd-$V-$stamp.cpio
+    [[ -s $VMLINUX && -s $INITRD ]] && return 0
     local work=$CACHE/build-$V
     rm -rf "$work"
     mkdir -p "$work"
     (cd "$work" && apt-get download "linux-image-$V" >/dev/null 2>"$work/apt.err") ||
         die_setup "apt-get download linux-image-$V: $(tail -1 "$work/apt.err")"
     dpkg-deb -x "$work"/linux-image-*.deb "$work/root" || die_setup "dpkg-deb -x failed"
+    rm -f "$CACHE/initrd-$V"-*.cpio
     local vmlinuz=$work/root/boot/vmlinuz-$V off
     # Uncompressed kernel: decompressing inside the guest costs ~30 s under TCG. The bzImage
     # carries an xz stream; find its magic and unpack from there.
