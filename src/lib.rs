@@ -9,6 +9,7 @@
 //! frame (the one frame type everything carries)                 └──► record (.cmc)
 //! ```
 pub mod bus;
+pub mod canif;
 pub mod convert;
 pub mod engine;
 pub mod filter;

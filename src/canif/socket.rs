@@ -271,6 +271,22 @@ impl CanSocket {
         }
     }
 
+    /// Another handle on the same socket (a duplicated descriptor). Frames written
+    /// through either come back to both flagged as the socket's own (`MSG_CONFIRM`).
+    pub fn try_clone(&self) -> Result<CanSocket, CanIfError> {
+        let fd = self.fd.try_clone().map_err(|e| CanIfError::Io {
+            op: "dup",
+            source: e,
+        })?;
+        Ok(CanSocket {
+            fd,
+            iface: self.iface.clone(),
+            ifindex: self.ifindex,
+            fd_capable: self.fd_capable,
+            cfg: self.cfg,
+        })
+    }
+
     /// The interface name.
     pub fn iface(&self) -> &str {
         &self.iface
