@@ -107,6 +107,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => cmd::replay::run(a),
         Command::Convert(a) => cmd::convert::run(a),
         Command::Info(a) => cmd::info::run(a),
+        Command::Bridge(a) => cmd::bridge::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

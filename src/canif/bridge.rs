@@ -475,3 +475,92 @@ impl InlineConsumer for ToCan {
         self.publish();
     }
 }
+
+/// The end-of-run report of `canmc bridge`: per-direction counters, as text or JSON.
+#[derive(Debug, Clone)]
+pub struct BridgeSummary {
+    /// The CAN interface.
+    pub iface: String,
+    /// Wire format sent.
+    pub wire: WireFormat,
+    /// How long the bridge ran.
+    pub elapsed: Duration,
+    /// The totals.
+    pub stats: BridgeStats,
+}
+
+impl BridgeSummary {
+    /// One JSON object: `to_group` and `to_can` sections with their counters.
+    pub fn to_json(&self) -> String {
+        let s = &self.stats;
+        let g = &s.group;
+        let decode: serde_json::Map<String, serde_json::Value> = crate::wire::DecodeError::ALL
+            .iter()
+            .map(|k| (k.name().to_string(), g.decode_error(*k).into()))
+            .filter(|(_, v)| v != &serde_json::Value::from(0u64))
+            .collect();
+        serde_json::json!({
+            "command": "bridge",
+            "iface": self.iface,
+            "wire": match self.wire { WireFormat::Pycan => "pycan", WireFormat::Native => "native" },
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "to_group": {
+                "can_received": s.can_received,
+                "frames": s.to_group,
+                "datagrams": s.datagrams_sent,
+                "own_echoes": s.own_echoes,
+                "filtered": s.to_group_filtered,
+                "rejected": s.to_group_rejected,
+                "kernel_drops": s.can_kernel_drops,
+            },
+            "to_can": {
+                "datagrams": g.datagrams,
+                "frames_received": g.frames,
+                "frames": s.to_can,
+                "own_datagrams": g.filtered,
+                "filtered": s.to_can_filtered,
+                "error_frames": s.to_can_error_frames,
+                "rejected": s.to_can_rejected,
+                "dropped": s.to_can_dropped,
+                "decode_errors": g.decode_errors_total(),
+                "decode_errors_by_kind": decode,
+                "kernel_drops": g.kernel_drops,
+                "seq_gaps": g.seq_gaps,
+            },
+        })
+        .to_string()
+    }
+
+    /// A few lines for people.
+    pub fn to_text(&self) -> String {
+        let s = &self.stats;
+        let g = &s.group;
+        format!(
+            "canmc bridge {iface}: {secs:.3} s\n  \
+             {iface} -> group: {tg} frames in {dg} datagrams ({rx} read, {own} own echoes, \
+             {tf} filtered, {tr} rejected, {kd} kernel drops)\n  \
+             group -> {iface}: {tc} frames written ({gf} decoded from {gd} datagrams, \
+             {od} own datagrams, {cf} filtered, {ef} error frames kept off the bus, \
+             {cr} rejected, {cd} dropped, {de} decode errors, {gk} kernel drops)",
+            iface = self.iface,
+            secs = self.elapsed.as_secs_f64(),
+            tg = s.to_group,
+            dg = s.datagrams_sent,
+            rx = s.can_received,
+            own = s.own_echoes,
+            tf = s.to_group_filtered,
+            tr = s.to_group_rejected,
+            kd = s.can_kernel_drops,
+            tc = s.to_can,
+            gf = g.frames,
+            gd = g.datagrams,
+            od = g.filtered,
+            cf = s.to_can_filtered,
+            ef = s.to_can_error_frames,
+            cr = s.to_can_rejected,
+            cd = s.to_can_dropped,
+            de = g.decode_errors_total(),
+            gk = g.kernel_drops,
+        )
+    }
+}

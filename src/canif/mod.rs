@@ -12,6 +12,7 @@
 //! `MSG_CONFIRM`/`MSG_DONTROUTE` flags a bridge needs to avoid loops (docs/socketcan.md).
 
 pub mod bridge;
+pub mod capture;
 pub mod raw;
 pub mod rx;
 pub mod socket;
@@ -20,7 +21,8 @@ pub mod tx;
 use std::fmt;
 use std::io;
 
-pub use bridge::{Bridge, BridgeConfig, BridgeDirection, BridgeStats};
+pub use bridge::{Bridge, BridgeConfig, BridgeDirection, BridgeError, BridgeStats, BridgeSummary};
+pub use capture::{capture, CaptureOptions, CaptureStats};
 pub use raw::KernelFrame;
 pub use rx::{CanReceiver, CanRxMeta};
 pub use socket::{CanSocket, CanSocketConfig};

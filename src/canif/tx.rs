@@ -195,6 +195,21 @@ impl CanSender {
     }
 }
 
+impl crate::replay::ReplaySink for CanSender {
+    fn send(&mut self, frame: &CanFrame, _now_ns: u64) -> io::Result<()> {
+        self.push(frame).map(drop)
+    }
+    fn send_queued(&mut self) -> io::Result<()> {
+        self.flush()
+    }
+    fn poll(&mut self, _now_ns: u64) -> io::Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self, _now_ns: u64) -> io::Result<()> {
+        CanSender::flush(self)
+    }
+}
+
 impl Drop for CanSender {
     fn drop(&mut self) {
         let _ = self.flush();

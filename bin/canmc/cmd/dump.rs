@@ -13,6 +13,9 @@ use crate::term::print_summary;
 use crate::{io_failure, Failure};
 
 pub(crate) fn run(a: DumpArgs) -> Result<(), Failure> {
+    if let Some(iface) = a.can.clone() {
+        return super::can::dump(a, &iface);
+    }
     let filters = FilterSet::new(a.filters.clone());
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
