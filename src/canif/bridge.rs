@@ -422,8 +422,40 @@ impl ToGroup {
             c.datagrams.store(tx.datagrams_sent(), Ordering::Relaxed);
             c.rejected.store(tx.rejected(), Ordering::Relaxed);
         }
-        // Frames still queued in the socket when asked to stop are forwarded too.
+        // Frames still queued in the socket when asked to stop are forwarded too (what
+        // reached the bus before the stop is not lost in the socket buffer).
+        loop {
+            let tx = &mut self.tx;
+            let channel = self.channel;
+            let filters = &self.filters;
+            let error_frames = self.error_frames;
+            let n = self.rx.recv_batch(&mut |frame, meta| {
+                received += 1;
+                drops = drops.max(meta.kernel_drops);
+                if meta.own {
+                    own += 1;
+                } else if (frame.is_error() && !error_frames) || !filters.matches(frame) {
+                    filtered += 1;
+                } else {
+                    let mut f = *frame;
+                    f.channel = channel;
+                    if let Err(e) = tx.send(&f, f.timestamp_ns.max(1)) {
+                        send_err.get_or_insert(e);
+                    }
+                }
+            })?;
+            if n == 0 {
+                break;
+            }
+        }
         self.tx.flush(now_ns())?;
+        if let Some(e) = send_err.take() {
+            return Err(e);
+        }
+        let c = &self.counters;
+        c.own.store(own, Ordering::Relaxed);
+        c.filtered.store(filtered, Ordering::Relaxed);
+        c.rejected.store(self.tx.rejected(), Ordering::Relaxed);
         if let Ok(d) = self.rx.socket().drops() {
             drops = drops.max(d);
         }

@@ -108,6 +108,30 @@ pub fn capture(
         })?;
         on_idle();
     }
+    // Asked to stop: what the socket holds already reached the bus, so it is handed over
+    // too (a limit or a consumer that said no ends at once).
+    while go_on && st.frames < limit && stop() {
+        let n = rx.recv_batch(&mut |frame, meta| {
+            if !go_on || st.frames >= limit {
+                return;
+            }
+            st.received += 1;
+            if meta.local {
+                st.local += 1;
+            }
+            if (meta.local && opts.no_local) || !opts.filters.matches(frame) {
+                st.filtered += 1;
+                return;
+            }
+            let mut f = *frame;
+            f.channel = opts.channel;
+            st.frames += 1;
+            go_on = on_event(&Event::Frame(f));
+        })?;
+        if n == 0 {
+            break;
+        }
+    }
     // Drops after the last queued frame are seen only by asking the socket.
     if let Ok(d) = rx.socket().drops() {
         let d = d as u64;

@@ -16,6 +16,19 @@ mkvcan vcan1
 # Something to wait on: a bridge is up when its summary's threads run; canmc has no
 # ready signal, so give each process a moment under TCG.
 settle() { sleep "${1:-1}"; }
+# Waits until N canmc receivers on the group answer a ping (bridges, records): started.
+ready() {
+    i=0
+    while [ "$($B ping $G -W 0.3 --json 2>/dev/null | grep -c .)" -lt "$1" ]; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || { echo "receivers never answered" >>"$OUT/setup.err"; return 1; }
+    done
+}
+# Stops canmc processes as Ctrl-C or SIGTERM does (they drain, then print their summary).
+stop() { for p in "$@"; do kill -TERM "$p"; wait "$p"; done; }
+# .cmc files are memory-mapped, which the 9p share cannot do: record them on the
+# guest's tmpfs, then copy.
+T=/tmp/canvm-scenarios; mkdir -p $T
 
 # 0. The guarded allocations test, in this kernel.
 "$TESTBIN" --ignored --exact inguest_no_allocation_per_frame --nocapture \
@@ -24,32 +37,37 @@ echo $? >"$OUT/alloc.rc"
 
 # 1. cangen vcan0 -> bridge -> group -> record; candump -L on vcan0 is the reference.
 d=$OUT/s1; mkdir -p "$d"
-$B bridge vcan0 $G --json --duration 9 >"$d/bridge.json" 2>"$d/bridge.err" &
+$B bridge vcan0 $G --json >"$d/bridge.json" 2>"$d/bridge.err" &
 b=$!
-$B record $G -o "$d/rec.cmc" --duration 8 --json >"$d/rec.json" 2>"$d/rec.err" &
+$B record $G -o "$T/s1rec.cmc" --json >"$d/rec.json" 2>"$d/rec.err" &
 r=$!
-$B record --can vcan0 -o "$d/can.cmc" --duration 8 --json >"$d/reccan.json" 2>"$d/reccan.err" &
+$B record --can vcan0 -o "$T/s1can.cmc" --json >"$d/reccan.json" 2>"$d/reccan.err" &
 rc=$!
 candump -L vcan0 >"$d/candump.log" &
 c=$!
-settle 2
+ready 2; settle
 cangen vcan0 -m -g 2 -n 300 2>"$d/cangen.err"
 echo $? >"$d/cangen.rc"
-wait $r; wait $rc; wait $b; kill $c; wait $c 2>/dev/null
+settle 2
+stop $b $r $rc
+kill $c; wait $c 2>/dev/null
+cp $T/s1rec.cmc "$d/rec.cmc"; cp $T/s1can.cmc "$d/can.cmc"
 
 # 2. canmc send -> group -> bridge -> candump vcan0.
 d=$OUT/s2; mkdir -p "$d"
-$B bridge vcan0 $G --json --duration 6 >"$d/bridge.json" 2>"$d/bridge.err" &
+$B bridge vcan0 $G --json >"$d/bridge.json" 2>"$d/bridge.err" &
 b=$!
 candump -L vcan0 >"$d/candump.log" &
 c=$!
-settle 2
+ready 1
 $B send $G 123#DEADBEEF 1FFFFFFF#0011223344556677 7FF#R 12345678#R3 000#  \
     123##1AABBCCDDEEFF00112233445566778899 0AB##300112233445566778899AABBCCDDEEFF \
     321##0 2>"$d/send.err"
 echo $? >"$d/send.rc"
-$B send $G --wire native 111#11 22222222##2BB 2>>"$d/send.err"
-wait $b; kill $c; wait $c 2>/dev/null
+$B send $G --wire native 111#11 12222222##2BB 2>>"$d/send.err"
+settle 2
+stop $b
+kill $c; wait $c 2>/dev/null
 
 # 3. canplayer and canmc replay --can put the same log onto vcan0.
 d=$OUT/s3; mkdir -p "$d"
@@ -73,39 +91,42 @@ c=$!
 settle
 $B replay --can vcan0 "$d/in.log" --json >"$d/replay.json" 2>"$d/replay.err"
 echo $? >"$d/replay.rc"
-$B convert "$d/in.log" "$d/in.cmc" 2>>"$d/replay.err"
-$B replay --can vcan0 --fast "$d/in.cmc" --json >>"$d/replay.json" 2>>"$d/replay.err"
+$B convert "$d/in.log" "$T/in.cmc" 2>>"$d/replay.err"
+$B replay --can vcan0 --fast "$T/in.cmc" --json >>"$d/replay.json" 2>>"$d/replay.err"
 settle
 kill $c; wait $c 2>/dev/null
 
 # 4. Two bridges (vcan0, vcan1) on one group: no loops, no duplicates.
 d=$OUT/s4; mkdir -p "$d"
-$B bridge vcan0 $G --json --duration 10 >"$d/bridge0.json" 2>"$d/bridge0.err" &
+$B bridge vcan0 $G --json >"$d/bridge0.json" 2>"$d/bridge0.err" &
 b0=$!
-$B bridge vcan1 $G --json --duration 10 >"$d/bridge1.json" 2>"$d/bridge1.err" &
+$B bridge vcan1 $G --json >"$d/bridge1.json" 2>"$d/bridge1.err" &
 b1=$!
-$B record $G -o "$d/group.log" --duration 9 --json >"$d/rec.json" 2>"$d/rec.err" &
+$B record $G -o "$d/group.log" --json >"$d/rec.json" 2>"$d/rec.err" &
 r=$!
 candump -L vcan0 >"$d/vcan0.log" &
 c0=$!
 candump -L vcan1 >"$d/vcan1.log" &
 c1=$!
-settle 2
+ready 3
 cangen vcan0 -I i -L 8 -D i -g 3 -n 100
 cangen vcan1 -e -I i -L 4 -D i -g 3 -n 50
-wait $r; wait $b0; wait $b1
+settle 2
+stop $b0 $b1 $r
 kill $c0 $c1; wait $c0 $c1 2>/dev/null
 
 # 5. cangen unpaced: every frame arrives or is counted.
 d=$OUT/s5; mkdir -p "$d"
-$B bridge vcan0 $G --json --duration 14 >"$d/bridge.json" 2>"$d/bridge.err" &
+$B bridge vcan0 $G --json >"$d/bridge.json" 2>"$d/bridge.err" &
 b=$!
-$B record $G -o "$d/rec.cmc" --duration 13 --json >"$d/rec.json" 2>"$d/rec.err" &
+$B record $G -o "$T/s5rec.cmc" --json >"$d/rec.json" 2>"$d/rec.err" &
 r=$!
-settle 2
+ready 2
 cangen vcan0 -g 0 -n 20000 -p 10 2>"$d/cangen.err"
 echo $? >"$d/cangen.rc"
-wait $r; wait $b
+settle 3
+stop $b $r
+cp $T/s5rec.cmc "$d/rec.cmc"
 
 # 6. Errors: a missing interface, one that is down, one that is not CAN.
 d=$OUT/s6; mkdir -p "$d"
