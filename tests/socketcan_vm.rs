@@ -138,7 +138,12 @@ fn vm_scenarios() {
         let d = o.join("s1");
         assert_eq!(read(&d.join("cangen.rc")).trim(), "0");
         let reference = frames(&d.join("candump.log"));
-        assert_eq!(reference.len(), 300, "candump saw {} frames", reference.len());
+        assert_eq!(
+            reference.len(),
+            300,
+            "candump saw {} frames",
+            reference.len()
+        );
         let rec = frames(&d.join("rec.cmc"));
         assert_eq!(
             contents(&rec),
@@ -150,7 +155,10 @@ fn vm_scenarios() {
         // bus time, not equal.
         for (r, c) in rec.iter().zip(&reference) {
             let lag = r.timestamp_ns.abs_diff(c.timestamp_ns);
-            assert!(lag < 500_000_000, "group timestamp {lag} ns off the bus time");
+            assert!(
+                lag < 500_000_000,
+                "group timestamp {lag} ns off the bus time"
+            );
         }
         // record --can keeps the kernel's timestamps: candump's, to the microsecond.
         let can = frames(&d.join("can.cmc"));
@@ -169,7 +177,12 @@ fn vm_scenarios() {
     });
     check("s2 send -> group -> bridge -> candump", &|o| {
         let d = o.join("s2");
-        assert_eq!(read(&d.join("send.rc")).trim(), "0", "{}", read(&d.join("send.err")));
+        assert_eq!(
+            read(&d.join("send.rc")).trim(),
+            "0",
+            "{}",
+            read(&d.join("send.err"))
+        );
         let want: Vec<CanFrame> = [
             "123#DEADBEEF",
             "1FFFFFFF#0011223344556677",
@@ -194,14 +207,22 @@ fn vm_scenarios() {
     });
     check("s3 canplayer and replay --can", &|o| {
         let d = o.join("s3");
-        assert_eq!(read(&d.join("replay.rc")).trim(), "0", "{}", read(&d.join("replay.err")));
+        assert_eq!(
+            read(&d.join("replay.rc")).trim(),
+            "0",
+            "{}",
+            read(&d.join("replay.err"))
+        );
         let want = contents(&frames(&d.join("in.log")));
         assert_eq!(want.len(), 52);
         let player = contents(&frames(&d.join("canplayer.log")));
         assert_eq!(player, want, "canplayer");
         let ours = contents(&frames(&d.join("canmc.log")));
         let twice: Vec<CanFrame> = want.iter().chain(&want).copied().collect();
-        assert_eq!(ours, twice, "canmc replay --can (timed, then --fast from .cmc)");
+        assert_eq!(
+            ours, twice,
+            "canmc replay --can (timed, then --fast from .cmc)"
+        );
         for s in json_lines(&d.join("replay.json")) {
             assert_eq!(u(&s, &["frames"]), 52, "{s}");
         }
@@ -211,8 +232,18 @@ fn vm_scenarios() {
         let v0 = frames(&d.join("vcan0.log"));
         let v1 = frames(&d.join("vcan1.log"));
         let g = frames(&d.join("group.log"));
-        assert_eq!(v0.len(), 150, "vcan0: {} frames (100 own + 50 bridged)", v0.len());
-        assert_eq!(v1.len(), 150, "vcan1: {} frames (50 own + 100 bridged)", v1.len());
+        assert_eq!(
+            v0.len(),
+            150,
+            "vcan0: {} frames (100 own + 50 bridged)",
+            v0.len()
+        );
+        assert_eq!(
+            v1.len(),
+            150,
+            "vcan1: {} frames (50 own + 100 bridged)",
+            v1.len()
+        );
         assert_eq!(g.len(), 150, "group: {} frames", g.len());
         let s0 = sorted(contents(&v0));
         assert_eq!(s0, sorted(contents(&v1)));
@@ -229,7 +260,12 @@ fn vm_scenarios() {
     });
     check("s5 cangen unpaced: arrived or counted", &|o| {
         let d = o.join("s5");
-        assert_eq!(read(&d.join("cangen.rc")).trim(), "0", "{}", read(&d.join("cangen.err")));
+        assert_eq!(
+            read(&d.join("cangen.rc")).trim(),
+            "0",
+            "{}",
+            read(&d.join("cangen.err"))
+        );
         let b = json(&d.join("bridge.json"));
         let r = json(&d.join("rec.json"));
         let received = u(&b, &["to_group", "can_received"]);
@@ -239,7 +275,11 @@ fn vm_scenarios() {
         assert_eq!(sent, received, "{b}");
         let rec = frames(&d.join("rec.cmc")).len() as u64;
         assert_eq!(rec, u(&r, &["frames"]));
-        assert_eq!(rec + u(&r, &["kernel_drops"]), sent, "record: {r}\nbridge: {b}");
+        assert_eq!(
+            rec + u(&r, &["kernel_drops"]),
+            sent,
+            "record: {r}\nbridge: {b}"
+        );
         eprintln!("s5: bridge {received} + {drops} kernel drops; record {rec} of {sent}: {r}");
     });
     check("s6 errors", &|o| {
@@ -255,7 +295,11 @@ fn vm_scenarios() {
             assert!(err.contains(needle), "{name}: {err:?}");
         }
     });
-    assert!(failures.is_empty(), "failed scenarios: {failures:?} (details above; files in {})", out.display());
+    assert!(
+        failures.is_empty(),
+        "failed scenarios: {failures:?} (details above; files in {})",
+        out.display()
+    );
 }
 
 /// No allocation per frame after start-up: the CAN receiver and sender (per thread), and
@@ -263,9 +307,7 @@ fn vm_scenarios() {
 #[test]
 #[ignore = "runs inside the VM: started by vm_scenarios through tests/socketcan/scenarios.sh"]
 fn inguest_no_allocation_per_frame() {
-    use canmc::canif::{
-        Bridge, BridgeConfig, CanReceiver, CanSender, CanSocket, CanSocketConfig,
-    };
+    use canmc::canif::{Bridge, BridgeConfig, CanReceiver, CanSender, CanSocket, CanSocketConfig};
     use canmc::send::FrameSender;
     use canmc::socket::{McastConfig, SendSocket};
     use canmc::wire::WireFormat;
@@ -314,13 +356,17 @@ fn inguest_no_allocation_per_frame() {
         tx.flush().unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while *got < tx.sent() && Instant::now() < deadline {
-            rx.poll(Duration::from_millis(10), &mut |_, _| *got += 1).unwrap();
+            rx.poll(Duration::from_millis(10), &mut |_, _| *got += 1)
+                .unwrap();
         }
     };
     round(&mut tx, &mut rx, 640, &mut got);
     let (n, ()) = allocations(|| round(&mut tx, &mut rx, 20_000, &mut got));
     assert_eq!(got, tx.sent(), "every frame sent came back");
-    assert_eq!(n, 0, "{n} allocations for 20 000 frames through CanSender/CanReceiver");
+    assert_eq!(
+        n, 0,
+        "{n} allocations for 20 000 frames through CanSender/CanReceiver"
+    );
     eprintln!("receiver/sender: 0 allocations over 20 000 frames");
     drop((tx, rx));
 
@@ -328,7 +374,12 @@ fn inguest_no_allocation_per_frame() {
     let port = 43600;
     let group = McastConfig::loopback_v4(port);
     let bridge = Bridge::start(&BridgeConfig::new("vcan1", group.clone())).unwrap();
-    let mut net = FrameSender::new(SendSocket::open(&group).unwrap(), WireFormat::Pycan, 1400, 0);
+    let mut net = FrameSender::new(
+        SendSocket::open(&group).unwrap(),
+        WireFormat::Pycan,
+        1400,
+        0,
+    );
     let mut bus = CanSender::new(CanSocket::open("vcan1", &tx_cfg).unwrap(), 64).unwrap();
     let classic: Vec<CanFrame> = set.iter().filter(|f| !f.is_error()).copied().collect();
     let feed = |net: &mut FrameSender, bus: &mut CanSender, n: usize| {
@@ -354,7 +405,10 @@ fn inguest_no_allocation_per_frame() {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("bridge did not forward {n} frames each way: {:?}", bridge.stats());
+        panic!(
+            "bridge did not forward {n} frames each way: {:?}",
+            bridge.stats()
+        );
     };
     feed(&mut net, &mut bus, 512);
     wait_for(&bridge, 512);
@@ -364,7 +418,10 @@ fn inguest_no_allocation_per_frame() {
     let during = all_allocs() - before;
     let stats = bridge.join().unwrap();
     assert_eq!(stats.group.decode_errors_total(), 0, "{stats:?}");
-    assert_eq!(during, 0, "{during} allocations for 5 000 frames each way through the bridge");
+    assert_eq!(
+        during, 0,
+        "{during} allocations for 5 000 frames each way through the bridge"
+    );
     eprintln!("bridge: 0 allocations over 5 000 frames each way: {stats:?}");
 }
 

@@ -159,7 +159,9 @@ pub struct Bridge {
 
 impl std::fmt::Debug for Bridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bridge").field("stats", &self.stats()).finish()
+        f.debug_struct("Bridge")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -255,7 +257,8 @@ impl Bridge {
         if let Some(writer) = writer {
             let rsock = RecvSocket::open(&cfg.group).map_err(group_err)?;
             let rcfg = RecvConfig::default();
-            let (source, note) = open_source(rsock.into_socket(), cfg.io, &rcfg).map_err(group_err)?;
+            let (source, note) =
+                open_source(rsock.into_socket(), cfg.io, &rcfg).map_err(group_err)?;
             io_note = note;
             let ecfg = EngineConfig {
                 drop_from: Some(own_addr),
@@ -385,7 +388,9 @@ impl ToGroup {
             let channel = self.channel;
             let error_frames = self.error_frames;
             let wait = match tx.deadline() {
-                Some(d) => Duration::from_nanos(d.saturating_sub(now_ns())).min(Duration::from_millis(100)),
+                Some(d) => {
+                    Duration::from_nanos(d.saturating_sub(now_ns())).min(Duration::from_millis(100))
+                }
                 None => Duration::from_millis(100),
             };
             self.rx.poll(wait, &mut |frame, meta| {
@@ -463,7 +468,8 @@ impl ToGroup {
         c.received.store(received, Ordering::Relaxed);
         c.kernel_drops.store(drops as u64, Ordering::Relaxed);
         c.forwarded.store(self.tx.frames(), Ordering::Relaxed);
-        c.datagrams.store(self.tx.datagrams_sent(), Ordering::Relaxed);
+        c.datagrams
+            .store(self.tx.datagrams_sent(), Ordering::Relaxed);
         Ok(())
     }
 }

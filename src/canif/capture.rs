@@ -67,9 +67,11 @@ pub fn capture(
     let mut last_drops = rx.socket().drops().unwrap_or(0) as u64;
     let base_drops = last_drops;
     let mut go_on = true;
-    while go_on && st.frames < limit && !stop() && opts.deadline.is_none_or(|d| Instant::now() < d) {
+    while go_on && st.frames < limit && !stop() && opts.deadline.is_none_or(|d| Instant::now() < d)
+    {
         let wait = opts.deadline.map_or(Duration::from_millis(100), |d| {
-            d.saturating_duration_since(Instant::now()).min(Duration::from_millis(100))
+            d.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100))
         });
         rx.poll(wait, &mut |frame, meta| {
             if !go_on || st.frames >= limit {

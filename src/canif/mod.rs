@@ -115,7 +115,10 @@ mod tests {
     fn opening_a_missing_interface_says_why() {
         let e = CanSocket::open("canmc-nope0", &CanSocketConfig::default()).unwrap_err();
         assert!(
-            matches!(e, CanIfError::NoCanInKernel | CanIfError::NoSuchInterface(_)),
+            matches!(
+                e,
+                CanIfError::NoCanInKernel | CanIfError::NoSuchInterface(_)
+            ),
             "{e:?}"
         );
         assert!(!e.to_string().contains('\n'));

@@ -197,7 +197,10 @@ mod tests {
         let mut k = KernelFrame::ZERO;
         assert!(k.to_frame(20, 0, Direction::Rx).is_none());
         k.len = 200;
-        k.to_frame(CAN_MTU, 0, Direction::Rx).unwrap().validate().unwrap();
+        k.to_frame(CAN_MTU, 0, Direction::Rx)
+            .unwrap()
+            .validate()
+            .unwrap();
         let fd = k.to_frame(CANFD_MTU, 0, Direction::Rx).unwrap();
         fd.validate().unwrap();
         assert_eq!(fd.len, 64);

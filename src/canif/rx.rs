@@ -135,7 +135,12 @@ impl CanReceiver {
             let mut b = [0u8; 72];
             // SAFETY: reads into a local buffer of the length passed.
             let n = unsafe {
-                libc::recv(self.sock.as_raw_fd(), b.as_mut_ptr().cast(), b.len(), libc::MSG_DONTWAIT)
+                libc::recv(
+                    self.sock.as_raw_fd(),
+                    b.as_mut_ptr().cast(),
+                    b.len(),
+                    libc::MSG_DONTWAIT,
+                )
             };
             if n < 0 {
                 return Err(io::Error::last_os_error());
@@ -172,11 +177,10 @@ impl CanReceiver {
         for i in 0..n {
             let hdr = &self.hdrs[i];
             let flags = hdr.msg_hdr.msg_flags;
-            let clen = (hdr.msg_hdr.msg_controllen as usize).min(mem::size_of::<Control>());
+            let clen = hdr.msg_hdr.msg_controllen.min(mem::size_of::<Control>());
             // SAFETY: the control array is plain bytes of at least `clen` length.
-            let control = unsafe {
-                std::slice::from_raw_parts(self.control[i].as_ptr().cast::<u8>(), clen)
-            };
+            let control =
+                unsafe { std::slice::from_raw_parts(self.control[i].as_ptr().cast::<u8>(), clen) };
             let mut rm = RecvMeta::default();
             cmsg::parse_control(control, &mut rm);
             let meta = CanRxMeta {

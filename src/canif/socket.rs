@@ -196,9 +196,19 @@ impl CanSocket {
         if c.fd {
             self.setopt(SOL_CAN_RAW, CAN_RAW_FD_FRAMES, &on, "CAN_RAW_FD_FRAMES")?;
         }
-        self.setopt(SOL_CAN_RAW, CAN_RAW_ERR_FILTER, &c.error_mask, "CAN_RAW_ERR_FILTER")?;
+        self.setopt(
+            SOL_CAN_RAW,
+            CAN_RAW_ERR_FILTER,
+            &c.error_mask,
+            "CAN_RAW_ERR_FILTER",
+        )?;
         if c.recv_own {
-            self.setopt(SOL_CAN_RAW, CAN_RAW_RECV_OWN_MSGS, &on, "CAN_RAW_RECV_OWN_MSGS")?;
+            self.setopt(
+                SOL_CAN_RAW,
+                CAN_RAW_RECV_OWN_MSGS,
+                &on,
+                "CAN_RAW_RECV_OWN_MSGS",
+            )?;
         }
         if c.write_only {
             // SAFETY: a zero-length filter list is how the kernel is told "receive
@@ -217,7 +227,12 @@ impl CanSocket {
             }
         }
         if c.timestamps {
-            self.setopt(libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, &on, "SO_TIMESTAMPNS")?;
+            self.setopt(
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                &on,
+                "SO_TIMESTAMPNS",
+            )?;
             self.setopt(libc::SOL_SOCKET, libc::SO_RXQ_OVFL, &on, "SO_RXQ_OVFL")?;
         }
         if c.rcvbuf > 0 {
@@ -225,7 +240,12 @@ impl CanSocket {
             // As root the limit can be lifted; otherwise the kernel caps SO_RCVBUF at
             // net.core.rmem_max, which is fine.
             if self
-                .setopt(libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &want, "SO_RCVBUFFORCE")
+                .setopt(
+                    libc::SOL_SOCKET,
+                    libc::SO_RCVBUFFORCE,
+                    &want,
+                    "SO_RCVBUFFORCE",
+                )
                 .is_err()
             {
                 self.setopt(libc::SOL_SOCKET, libc::SO_RCVBUF, &want, "SO_RCVBUF")?;
@@ -325,7 +345,10 @@ impl CanSocket {
         if rc != 0 {
             return Err(errno());
         }
-        Ok(info.get(libc::SK_MEMINFO_DROPS as usize).copied().unwrap_or(0))
+        Ok(info
+            .get(libc::SK_MEMINFO_DROPS as usize)
+            .copied()
+            .unwrap_or(0))
     }
 }
 

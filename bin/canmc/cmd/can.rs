@@ -23,8 +23,12 @@ fn receiver(iface: &str) -> Result<CanReceiver, Failure> {
     CanReceiver::new(sock, 64).map_err(|e| io_failure("CAN receiver", e))
 }
 
-fn options(iface: &str, filters: &[canmc::filter::IdFilter], count: Option<u64>,
-           duration: Option<std::time::Duration>) -> CaptureOptions {
+fn options(
+    iface: &str,
+    filters: &[canmc::filter::IdFilter],
+    count: Option<u64>,
+    duration: Option<std::time::Duration>,
+) -> CaptureOptions {
     CaptureOptions {
         filters: FilterSet::new(filters.to_vec()),
         limit: count,
@@ -139,7 +143,10 @@ pub(crate) fn record(a: RecordArgs, iface: &str) -> Result<(), Failure> {
 pub(crate) fn replay(a: ReplayArgs, iface: &str) -> Result<(), Failure> {
     let format = FileFormat::from_path(&a.file).map_err(|e| Failure::usage(e.to_string()))?;
     if !a.file.exists() {
-        return Err(Failure::runtime(format!("{}: no such file", a.file.display())));
+        return Err(Failure::runtime(format!(
+            "{}: no such file",
+            a.file.display()
+        )));
     }
     let cfg = CanSocketConfig {
         write_only: true,
@@ -177,7 +184,10 @@ pub(crate) fn replay(a: ReplayArgs, iface: &str) -> Result<(), Failure> {
     print_summary(&sum, a.json);
     if !a.json {
         if tx.rejected() > 0 {
-            eprintln!("  {} frames refused by {iface} (CAN FD on a classic interface?)", tx.rejected());
+            eprintln!(
+                "  {} frames refused by {iface} (CAN FD on a classic interface?)",
+                tx.rejected()
+            );
         }
         let l = &stats.lateness;
         if let (Some(p50), Some(p99)) = (l.quantile_us(0.5), l.quantile_us(0.99)) {
