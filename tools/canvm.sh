@@ -205,7 +205,8 @@ APPEND+=" lsm=capability rodata=off tsc_early_khz=$((MHZ * 1000)) rdinit=/init"
 
 # --timeout covers the command; the boot gets 120 s more (TCG is slow on a loaded host).
 status=0
-timeout --kill-after=5 $((TIMEOUT + 120)) qemu-system-x86_64 \
+# --foreground: qemu stays in our process group, so stopping this script stops it.
+timeout --foreground --kill-after=5 $((TIMEOUT + 120)) qemu-system-x86_64 \
     -M microvm,pit=on,pic=on,rtc=on -accel tcg -cpu max -smp 1 -m 1024 \
     -nic none -display none -no-reboot -nodefaults -serial "file:$RUN/console" \
     -kernel "$VMLINUX" -initrd "$INITRD" -append "$APPEND" \
