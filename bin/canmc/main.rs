@@ -22,6 +22,12 @@ macro_rules! println {
         let _ = writeln!(std::io::stdout(), $($t)*);
     }};
 }
+macro_rules! print {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
 macro_rules! eprintln {
     ($($t:tt)*) => {{
         use std::io::Write as _;

@@ -228,3 +228,27 @@ fn filters_are_parsed_before_anything_opens() {
     };
     assert_eq!(d.filters.len(), 2);
 }
+
+#[test]
+fn readme_examples_parse() {
+    let readme = include_str!("../../../README.md");
+    let mut checked = 0;
+    let mut in_code = false;
+    for line in readme.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        }
+        if !in_code || !line.starts_with("canmc ") {
+            continue;
+        }
+        // Cut a trailing shell comment (` # …`, not the `#` of a frame) and a redirect.
+        let command = line.split(" # ").next().unwrap_or(line);
+        let command = command.split(" > ").next().unwrap_or(command);
+        let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+        if let Err(e) = parse(&args) {
+            panic!("README: {line}\n{e}");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 20, "only {checked} README examples found");
+}

@@ -3,9 +3,9 @@
 use std::io::{self, Write};
 
 use canmc::convert::candump::{write_log_line, ScreenFormat};
-use canmc::engine::Event;
 use canmc::filter::FilterSet;
 use canmc::wire::native::Role;
+use canmc::Event;
 
 use super::receiver::run_receiver;
 use crate::cli::DumpArgs;

@@ -80,9 +80,12 @@ pub(crate) fn run(a: GenArgs) -> Result<(), Failure> {
     outages.finish();
     let sum = Summary {
         command: "gen",
-        frames: tx.frames(),
-        datagrams: tx.datagrams_sent(),
-        bytes: tx.bytes(),
+        stats: canmc::engine::Stats {
+            frames: tx.frames(),
+            datagrams: tx.datagrams_sent(),
+            bytes: tx.bytes(),
+            ..Default::default()
+        },
         elapsed: start.elapsed(),
         unsent: tx.health().unsent(),
         outages: tx.health().outages(),

@@ -13,8 +13,6 @@ pub(crate) mod record;
 pub(crate) mod replay;
 pub(crate) mod send;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use canmc::frame::Channel;
 use canmc::send::FrameSender;
 use canmc::socket::SendSocket;
@@ -24,12 +22,7 @@ use canmc::wire::WireFormat;
 use crate::cli::{SendOpts, WireArg};
 use crate::Failure;
 
-pub(crate) fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use canmc::now_ns;
 
 impl SendOpts {
     pub(crate) fn channel(&self) -> Result<Channel, String> {

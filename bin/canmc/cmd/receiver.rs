@@ -30,7 +30,7 @@ impl NetArgs {
         cfg.ttl = self.ttl.unwrap_or(if on_lo { 0 } else { 1 });
         cfg.loopback = !self.no_loopback;
         cfg.sources = self.source.clone();
-        cfg.validate()?;
+        cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
     }
 
@@ -97,18 +97,12 @@ pub(crate) fn summary_from(
     Summary {
         command,
         io: Some(io_mode_name(io)),
-        frames,
-        datagrams: stats.datagrams,
-        bytes: stats.bytes,
+        stats: canmc::engine::Stats {
+            frames,
+            filtered: filtered + stats.filtered,
+            ..*stats
+        },
         elapsed,
-        decode_errors: stats.decode_errors,
-        kernel_drops: stats.kernel_drops,
-        ring_drops: stats.ring_drops,
-        seq_gaps: stats.seq_gaps,
-        duplicates: stats.duplicates,
-        reordered: stats.reordered,
-        senders: stats.senders,
-        filtered: filtered + stats.filtered,
         ..Summary::default()
     }
 }

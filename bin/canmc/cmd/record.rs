@@ -3,10 +3,11 @@
 use std::time::{Duration, Instant};
 
 use canmc::convert::{self as conv, FileFormat, WriterOptions};
-use canmc::engine::{Engine, Event};
+use canmc::engine::Engine;
 use canmc::filter::FilterSet;
 use canmc::record::RecorderOptions;
 use canmc::wire::native::Role;
+use canmc::Event;
 
 use super::receiver::{engine_config, open_receiver, summary_from};
 use crate::cli::{IoArg, RecordArgs};

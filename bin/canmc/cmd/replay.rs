@@ -53,9 +53,12 @@ pub(crate) fn run(a: ReplayArgs) -> Result<(), Failure> {
     outages.finish();
     let sum = Summary {
         command: "replay",
-        frames: stats.frames,
-        datagrams: tx.datagrams_sent(),
-        bytes: tx.bytes(),
+        stats: canmc::engine::Stats {
+            frames: stats.frames,
+            datagrams: tx.datagrams_sent(),
+            bytes: tx.bytes(),
+            ..Default::default()
+        },
         elapsed: stats.elapsed,
         unsent: tx.health().unsent(),
         outages: tx.health().outages(),
