@@ -7,7 +7,7 @@ use std::time::Instant;
 use canmc::canif::{capture, CanReceiver, CanSender, CanSocket, CanSocketConfig, CaptureOptions};
 use canmc::convert::candump::{write_log_line, ScreenFormat};
 use canmc::convert::{self as conv, FileFormat, WriterOptions};
-use canmc::engine::Event;
+use canmc::engine::{Event, Stats};
 use canmc::filter::FilterSet;
 use canmc::frame::Channel;
 use canmc::record::RecorderOptions;
@@ -41,9 +41,12 @@ fn options(
 fn summary(command: &'static str, st: &canmc::canif::CaptureStats) -> Summary {
     Summary {
         command,
-        frames: st.frames,
-        kernel_drops: st.kernel_drops,
-        filtered: st.filtered,
+        stats: Stats {
+            frames: st.frames,
+            kernel_drops: st.kernel_drops,
+            filtered: st.filtered,
+            ..Stats::default()
+        },
         elapsed: st.elapsed,
         ..Default::default()
     }
@@ -175,8 +178,11 @@ pub(crate) fn replay(a: ReplayArgs, iface: &str) -> Result<(), Failure> {
         .map_err(convert_failure)?;
     let sum = Summary {
         command: "replay",
-        frames: tx.sent(),
-        filtered: stats.skipped + tx.rejected(),
+        stats: Stats {
+            frames: tx.sent(),
+            filtered: stats.skipped + tx.rejected(),
+            ..Stats::default()
+        },
         unsent: tx.dropped(),
         elapsed: stats.elapsed,
         ..Default::default()
