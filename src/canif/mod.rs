@@ -11,6 +11,8 @@
 //! `recvmsg` and writes one per `write`, and does not hand out `SO_RXQ_OVFL` or the
 //! `MSG_CONFIRM`/`MSG_DONTROUTE` flags a bridge needs to avoid loops (docs/socketcan.md).
 
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 pub mod bridge;
 pub mod capture;
 pub mod raw;
