@@ -270,17 +270,25 @@ fn vm_scenarios() {
         let r = json(&d.join("rec.json"));
         let received = u(&b, &["to_group", "can_received"]);
         let drops = u(&b, &["to_group", "kernel_drops"]);
-        assert_eq!(received + drops, 20000, "bridge: {b}");
         let sent = u(&b, &["to_group", "frames"]);
         assert_eq!(sent, received, "{b}");
         let rec = frames(&d.join("rec.cmc")).len() as u64;
         assert_eq!(rec, u(&r, &["frames"]));
-        assert_eq!(
-            rec + u(&r, &["kernel_drops"]),
-            sent,
-            "record: {r}\nbridge: {b}"
+        let rec_drops = u(&r, &["kernel_drops"]);
+        // What neither socket saw was dropped in a device backlog (vcan's echo, lo), and
+        // the kernel counted it there.
+        let num = |f: &str| read(&d.join(f)).trim().parse::<u64>().unwrap();
+        let backlog = num("softnet.after") - num("softnet.before");
+        let missing_on_bus = 20000 - received - drops;
+        let missing_on_group = sent - rec - rec_drops;
+        eprintln!(
+            "s5: bridge {received} + {drops} socket drops of 20000; record {rec} + {rec_drops} of {sent}; device backlog drops {backlog}"
         );
-        eprintln!("s5: bridge {received} + {drops} kernel drops; record {rec} of {sent}: {r}");
+        assert_eq!(
+            missing_on_bus + missing_on_group,
+            backlog,
+            "record: {r} bridge: {b}"
+        );
     });
     check("s6 errors", &|o| {
         let d = o.join("s6");
@@ -397,7 +405,7 @@ fn inguest_no_allocation_per_frame() {
         bus.flush().unwrap();
     };
     let wait_for = |bridge: &Bridge, n: u64| {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             let s = bridge.stats();
             if s.to_can >= n && s.to_group >= n {

@@ -33,7 +33,11 @@ T=/tmp/canvm-scenarios; mkdir -p $T
 # Frames the kernel drops in a device's backlog (loopback and vcan deliver through it;
 # net.core.netdev_max_backlog, 1000) before any socket sees them: /proc/net/softnet_stat's
 # second column, summed over CPUs.
-softnet_drops() { awk '{ s += strtonum("0x" $2) } END { print s }' /proc/net/softnet_stat; }
+softnet_drops() {
+    s=0
+    while read -r _ dropped _; do s=$((s + 0x$dropped)); done </proc/net/softnet_stat
+    echo $s
+}
 
 # 0. The guarded allocations test, in this kernel (with room in the backlog: it measures
 # allocations, not losses).
