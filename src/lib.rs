@@ -30,6 +30,7 @@ pub mod socket;
 pub mod stats;
 pub mod summary;
 mod sys;
+pub mod view;
 pub mod wire;
 
 pub use event::Event;

@@ -49,6 +49,12 @@ pub(crate) enum Command {
     Info(InfoArgs),
     /// Bridge a CAN interface (can0, vcan0) and the group, both ways, without loops.
     Bridge(BridgeArgs),
+    /// A live table of the group (or a file), one row per ID: count, rate, period,
+    /// jitter, changing bytes, bus load and every loss counter.
+    Top(crate::cmd::top::TopArgs),
+    /// Draw a capture's rates, busiest IDs, inter-arrival times and losses
+    /// (.html, .svg or .png).
+    Plot(crate::cmd::plot::PlotArgs),
 }
 
 #[derive(Args, Clone)]
@@ -178,6 +184,10 @@ pub(crate) struct DumpArgs {
     /// Read from this CAN interface (can0, vcan0) instead of the group.
     #[arg(long, value_name = "IFACE")]
     pub(crate) can: Option<String>,
+    /// Decode signals with this DBC file: after each frame the DBC knows, a line
+    /// `  Message: Signal=value unit (label), …`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) dbc: Option<PathBuf>,
     /// candump filters: <id>:<mask> (match) or <id>~<mask> (inverse), hex.
     #[arg(value_name = "FILTER", value_parser = values::filter)]
     pub(crate) filters: Vec<IdFilter>,
@@ -343,6 +353,10 @@ pub(crate) struct ConvertArgs {
     /// Skip lines of a text input that do not parse instead of stopping at the first.
     #[arg(long)]
     pub(crate) skip_bad: bool,
+    /// Decode signals with this DBC file into OUT, which must be a .csv: one row per
+    /// signal (timestamp,channel,id,message,signal,value,unit,label).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) dbc: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -37,6 +37,7 @@ macro_rules! eprintln {
 mod cli;
 mod cmd;
 mod term;
+mod tui;
 
 use cli::{Cli, Command};
 
@@ -114,6 +115,8 @@ fn main() -> ExitCode {
         Command::Convert(a) => cmd::convert::run(a),
         Command::Info(a) => cmd::info::run(a),
         Command::Bridge(a) => cmd::bridge::run(a),
+        Command::Top(a) => cmd::top::run(a),
+        Command::Plot(a) => cmd::plot::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

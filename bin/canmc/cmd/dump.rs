@@ -4,6 +4,7 @@ use std::io::{self, Write};
 
 use canmc::convert::candump::{write_log_line, ScreenFormat};
 use canmc::filter::FilterSet;
+use canmc::view::dbc::Dbc;
 use canmc::wire::native::Role;
 use canmc::Event;
 
@@ -17,6 +18,10 @@ pub(crate) fn run(a: DumpArgs) -> Result<(), Failure> {
         return super::can::dump(a, &iface);
     }
     let filters = FilterSet::new(a.filters.clone());
+    let dbc = match &a.dbc {
+        Some(p) => Some(Dbc::open(p).map_err(|e| Failure::usage(format!("--dbc {e}")))?),
+        None => None,
+    };
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut line = Vec::with_capacity(512);
@@ -41,6 +46,9 @@ pub(crate) fn run(a: DumpArgs) -> Result<(), Failure> {
                 write_log_line(frame, &mut line);
             } else {
                 screen.write_line(frame, &mut line);
+            }
+            if let Some(dbc) = &dbc {
+                dbc.describe(frame, &mut line);
             }
             match out_cell.borrow_mut().write_all(&line) {
                 Ok(()) => Ok(true),

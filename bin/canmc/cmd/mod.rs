@@ -8,10 +8,13 @@ pub(crate) mod dump;
 pub(crate) mod gen;
 pub(crate) mod info;
 pub(crate) mod ping;
+pub(crate) mod plot;
 pub(crate) mod receiver;
 pub(crate) mod record;
 pub(crate) mod replay;
 pub(crate) mod send;
+pub(crate) mod signals;
+pub(crate) mod top;
 
 use canmc::frame::Channel;
 use canmc::send::FrameSender;
