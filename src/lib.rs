@@ -12,6 +12,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 pub mod bus;
+pub mod canif;
 pub mod convert;
 pub mod engine;
 pub mod event;

@@ -13,6 +13,34 @@ use crate::event::Event;
 use crate::filter::FilterSet;
 use crate::send::FrameSender;
 
+/// Where a replay puts its frames: the group ([`FrameSender`]) or a CAN interface
+/// ([`crate::canif::CanSender`]).
+pub trait ReplaySink {
+    /// Queues one frame.
+    fn send(&mut self, frame: &crate::frame::CanFrame, now_ns: u64) -> std::io::Result<()>;
+    /// Writes what is queued (before the replay waits for the next frame's time).
+    fn send_queued(&mut self) -> std::io::Result<()>;
+    /// Sends whatever has waited long enough (native batching); may do nothing.
+    fn poll(&mut self, now_ns: u64) -> std::io::Result<()>;
+    /// Writes everything.
+    fn flush(&mut self, now_ns: u64) -> std::io::Result<()>;
+}
+
+impl ReplaySink for FrameSender {
+    fn send(&mut self, frame: &crate::frame::CanFrame, now_ns: u64) -> std::io::Result<()> {
+        FrameSender::send(self, frame, now_ns)
+    }
+    fn send_queued(&mut self) -> std::io::Result<()> {
+        FrameSender::send_queued(self)
+    }
+    fn poll(&mut self, now_ns: u64) -> std::io::Result<()> {
+        FrameSender::poll(self, now_ns)
+    }
+    fn flush(&mut self, now_ns: u64) -> std::io::Result<()> {
+        FrameSender::flush(self, now_ns)
+    }
+}
+
 /// How to replay.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayOptions {
@@ -158,7 +186,7 @@ fn wall_ns() -> u64 {
 pub fn replay(
     path: &std::path::Path,
     format: FileFormat,
-    tx: &mut FrameSender,
+    tx: &mut dyn ReplaySink,
     opts: &ReplayOptions,
     stop: &dyn Fn() -> bool,
 ) -> Result<ReplayStats, ConvertError> {

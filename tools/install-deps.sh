@@ -29,6 +29,8 @@ NEEDS=(
     busybox:busybox-static
     depmod:kmod
     cpio:cpio
+    xz:xz-utils
+    readelf:binutils
     chromium:chromium
 )
 

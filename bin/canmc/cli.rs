@@ -12,9 +12,12 @@ use canmc::recv::IoMode;
 use canmc::wire::native;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod can;
 #[cfg(test)]
 mod tests;
 mod values;
+
+pub(crate) use can::{BridgeArgs, DirectionArg};
 
 pub(crate) use values::LoopCount;
 
@@ -44,6 +47,8 @@ pub(crate) enum Command {
     Convert(ConvertArgs),
     /// Frames, time span, rate, IDs and losses of a capture file.
     Info(InfoArgs),
+    /// Bridge a CAN interface (can0, vcan0) and the group, both ways, without loops.
+    Bridge(BridgeArgs),
     /// A live table of the group (or a file), one row per ID: count, rate, period,
     /// jitter, changing bytes, bus load and every loss counter.
     Top(crate::cmd::top::TopArgs),
@@ -176,6 +181,9 @@ pub(crate) struct DumpArgs {
     /// Timestamps: a absolute, d delta, z from zero, A date.
     #[arg(short = 't', value_name = "a|d|z|A")]
     pub(crate) time: Option<TimeMode>,
+    /// Read from this CAN interface (can0, vcan0) instead of the group.
+    #[arg(long, value_name = "IFACE")]
+    pub(crate) can: Option<String>,
     /// Decode signals with this DBC file: after each frame the DBC knows, a line
     /// `  Message: Signal=value unit (label), …`.
     #[arg(long, value_name = "FILE")]
@@ -265,6 +273,9 @@ pub(crate) struct RecordArgs {
     #[arg(long, value_name = "MIB", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub(crate) segment_size: u64,
+    /// Read from this CAN interface (can0, vcan0) instead of the group.
+    #[arg(long, value_name = "IFACE")]
+    pub(crate) can: Option<String>,
     /// candump filters: <id>:<mask> (match) or <id>~<mask> (inverse), hex.
     #[arg(value_name = "FILTER", value_parser = values::filter)]
     pub(crate) filters: Vec<IdFilter>,
@@ -279,6 +290,9 @@ pub(crate) struct ReplayArgs {
     /// A capture file: .cmc, .log, .pcapng, .pcap, .asc, .trc or .blf (by extension).
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
+    /// Play onto this CAN interface (can0, vcan0) instead of the group, as canplayer does.
+    #[arg(long, value_name = "IFACE")]
+    pub(crate) can: Option<String>,
     /// Play faster (2) or slower (0.5) than recorded.
     #[arg(
         long,

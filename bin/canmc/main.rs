@@ -114,6 +114,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => cmd::replay::run(a),
         Command::Convert(a) => cmd::convert::run(a),
         Command::Info(a) => cmd::info::run(a),
+        Command::Bridge(a) => cmd::bridge::run(a),
         Command::Top(a) => cmd::top::run(a),
         Command::Plot(a) => cmd::plot::run(a),
     };

@@ -2,7 +2,7 @@
 //! metadata. io_uring (multishot recvmsg, provided-buffer ring) or recvmmsg; then
 //! [`Demux`] turns each datagram into frames.
 
-mod cmsg;
+pub(crate) mod cmsg;
 mod demux;
 pub mod mmsg;
 pub mod uring;

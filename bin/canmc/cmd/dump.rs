@@ -14,6 +14,9 @@ use crate::term::print_summary;
 use crate::{io_failure, Failure};
 
 pub(crate) fn run(a: DumpArgs) -> Result<(), Failure> {
+    if let Some(iface) = a.can.clone() {
+        return super::can::dump(a, &iface);
+    }
     let filters = FilterSet::new(a.filters.clone());
     let dbc = match &a.dbc {
         Some(p) => Some(Dbc::open(p).map_err(|e| Failure::usage(format!("--dbc {e}")))?),

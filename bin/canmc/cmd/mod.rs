@@ -1,6 +1,8 @@
 //! One module per command; each `run` takes its parsed flags, calls the library and
 //! prints. `receiver` is the setup the receiving commands share.
 
+pub(crate) mod bridge;
+pub(crate) mod can;
 pub(crate) mod convert;
 pub(crate) mod dump;
 pub(crate) mod gen;

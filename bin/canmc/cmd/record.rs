@@ -58,6 +58,9 @@ impl canmc::engine::InlineConsumer for RecordSink {
 }
 
 pub(crate) fn run(a: RecordArgs) -> Result<(), Failure> {
+    if let Some(iface) = a.can.clone() {
+        return super::can::record(a, &iface);
+    }
     let filters = FilterSet::new(a.filters.clone());
     let format = FileFormat::from_path(&a.output).map_err(|e| Failure::usage(e.to_string()))?;
     let opts = WriterOptions {

@@ -10,6 +10,9 @@ use crate::term::{print_summary, OutageReport};
 use crate::{convert_failure, io_failure, stopped, Failure};
 
 pub(crate) fn run(a: ReplayArgs) -> Result<(), Failure> {
+    if let Some(iface) = a.can.clone() {
+        return super::can::replay(a, &iface);
+    }
     let cfg = a.net.config().map_err(|e| Failure::usage(e.to_string()))?;
     let filters = FilterSet::new(a.filters.clone());
     let format = FileFormat::from_path(&a.file).map_err(|e| Failure::usage(e.to_string()))?;
