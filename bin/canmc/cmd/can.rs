@@ -109,6 +109,7 @@ pub(crate) fn record(a: RecordArgs, iface: &str) -> Result<(), Failure> {
             segment_size: a.segment_size << 20,
             ..RecorderOptions::default()
         },
+        ..WriterOptions::default()
     };
     let mut writer = conv::create_writer(&a.output, format, wopts).map_err(convert_failure)?;
     let opts = options(iface, &a.filters, a.recv.count, a.recv.duration);
