@@ -50,7 +50,7 @@ use std::path::{Path, PathBuf};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use super::{parse_loss_what, ConvertError, FrameWriter, ReadOptions, ReadStats};
-use crate::engine::Event;
+use crate::event::Event;
 use crate::frame::{dlc_to_len, flags, CanFrame, Channel, ChannelRef, Direction, SenderAddr};
 
 /// BLF object type: classic CAN frame.

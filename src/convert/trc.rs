@@ -32,7 +32,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{parse_loss_note, ConvertError, FileFormat, FrameWriter, ReadOptions, ReadStats};
-use crate::engine::Event;
+use crate::event::Event;
 use crate::frame::{
     dlc_to_len, flags, CanFrame, Channel, ChannelRef, Direction, SenderAddr, CAN_ERR_FLAG,
 };

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use canmc::convert::{create_writer, read_events, FileFormat, ReadOptions, WriterOptions};
-use canmc::engine::Event;
+use canmc::event::Event;
 use canmc::frame::{CanFrame, Channel, Direction};
 
 fn tmp_path(name: &str) -> PathBuf {

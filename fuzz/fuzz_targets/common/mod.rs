@@ -91,7 +91,7 @@ pub fn scratch_file(name: &str, data: &[u8]) -> PathBuf {
 /// 4. a callback that stops after the first event: one event and `stopped`.
 pub fn check_text_capture(format: canmc::convert::FileFormat, name: &str, data: &[u8]) {
     use canmc::convert::{read_events, ConvertError, ReadOptions};
-    use canmc::engine::Event;
+    use canmc::event::Event;
 
     let path = scratch_file(name, data);
     let read = |opts: ReadOptions, limit: usize| {
@@ -163,8 +163,8 @@ pub fn check_text_capture(format: canmc::convert::FileFormat, name: &str, data: 
 }
 
 /// The time of any event.
-pub fn event_time(ev: &canmc::engine::Event) -> u64 {
-    use canmc::engine::Event;
+pub fn event_time(ev: &canmc::event::Event) -> u64 {
+    use canmc::event::Event;
     match *ev {
         Event::Frame(f) => f.timestamp_ns,
         Event::Loss { timestamp_ns, .. } | Event::KernelDrops { timestamp_ns, .. } => timestamp_ns,
@@ -182,7 +182,7 @@ pub fn event_time(ev: &canmc::engine::Event) -> u64 {
 /// 4. a callback that stops after the first event: one event and `stopped`.
 pub fn check_capture(format: canmc::convert::FileFormat, name: &str, data: &[u8]) {
     use canmc::convert::{read_events, ConvertError, ReadOptions};
-    use canmc::engine::Event;
+    use canmc::event::Event;
 
     let path = scratch_file(name, data);
     let read = |opts: ReadOptions, limit: usize| {
