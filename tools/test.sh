@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# test.sh — the README's test command: the python-can venv, then every test in release
+# test.sh — the README's test command: the Debian packages and Rust toolchain the tests
+# need when they are missing (tools/install-deps.sh), the python-can venv, then every
+# test in release
 # mode (the network tests are timing-sensitive; debug builds are too slow for them), then
 # a bounded libFuzzer run of every fuzz target (tools/fuzz.sh, docs/fuzzing.md: ~1.5 M
 # cases; the first run also installs cargo-fuzz and builds the targets).
@@ -12,6 +14,11 @@ set -euo pipefail
 
 REPO=$(dirname "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")")
 cd "$REPO"
+# A fresh machine: install what is missing (root or sudo), nothing when all is there.
+bash tools/install-deps.sh
+if ! command -v cargo >/dev/null && [[ -x "$HOME/.cargo/bin/cargo" ]]; then
+    export PATH=$HOME/.cargo/bin:$PATH
+fi
 if [[ -z "${CANMC_PYTHON:-}" ]]; then
     bash tools/setup-venv.sh >/dev/null
 fi

@@ -196,3 +196,49 @@ impl Rng {
         (self.next() % n.max(1) as u64) as usize
     }
 }
+
+/// The name libtest knows a test by (`file_module::function`), for a test that re-runs
+/// itself or a child entry point with `--exact`: `module` is the caller's
+/// `module_path!()`, whose first segment (the test crate) libtest leaves out.
+pub fn test_name(module: &str, function: &str) -> String {
+    match module.split_once("::") {
+        Some((_crate, path)) => format!("{path}::{function}"),
+        None => function.to_string(),
+    }
+}
+
+/// Whether this machine should have io_uring with multishot recvmsg and buffer rings,
+/// and, if it should, proof that it works: tests of the io_uring path start with
+/// `if !common::uring_expected() { return; }`.
+///
+/// On a kernel older than 6.0 (no multishot recvmsg) or with `kernel.io_uring_disabled`
+/// set, the feature is not expected: the test says so on stderr and passes without
+/// running. Where it should exist, a failed probe fails the test with the reason (as the
+/// io-uring crate's own tests do), so a broken io_uring never hides as a skip.
+pub fn uring_expected() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    if major < 6 {
+        eprintln!(
+            "io_uring test not applicable: kernel {} has no multishot recvmsg (6.0+)",
+            release.trim()
+        );
+        return false;
+    }
+    if disabled != 0 {
+        eprintln!("io_uring test not applicable: kernel.io_uring_disabled = {disabled}");
+        return false;
+    }
+    if let Err(e) = canmc::recv::uring::probe() {
+        panic!(
+            "io_uring should work on kernel {} but does not: {e}",
+            release.trim()
+        );
+    }
+    true
+}

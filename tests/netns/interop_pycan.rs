@@ -3,8 +3,8 @@
 //! `canmc gen` → python-can. Runs inside the network lab (tools/netlab.sh); IPv4 meets
 //! python-can on lo (`--iface lo`), IPv6 on the lab's veth (`--iface v0`).
 
-mod common;
-mod lab;
+use crate::common;
+use crate::lab;
 
 use common::{json_field, nonempty_lines, CANMC};
 use lab::{now_s, pycan_kinds, split_log_line, Lab};

@@ -7,8 +7,8 @@
 //! install them (`apt-get install tshark`; `tools/setup-venv.sh` makes `<repo>/.venv`,
 //! or point `CANMC_PYTHON` at a python with python-can).
 
-mod common;
-mod lab;
+use crate::common;
+use crate::lab;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -405,8 +405,8 @@ fn every_candump_variant_imports() {
         fr("123##7CC", 1_700_000_002_300_000_000, can0),
         fr("123##4DD", 1_700_000_002_400_000_000, can0),
         fr("123##7EE", 1_700_000_002_500_000_000, can0),
-        fr("123#1122334455667788", 1_700_000_003_000_000_000, can0),
-        fr("123#1122334455667788", 1_700_000_003_000_000_001, can0),
+        fr("123#1122334455667788_C", 1_700_000_003_000_000_000, can0),
+        fr("123#1122334455667788_9", 1_700_000_003_000_000_001, can0),
         fr("20000080#0000000000000000", 1_700_000_004_000_000_000, can0),
         fr("1ABCDEF0#", 1_700_000_005_000_000_000, can0),
         fr("000#00", 1_700_000_006_250_000_000, can0),

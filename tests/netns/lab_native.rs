@@ -14,8 +14,8 @@
 //! The tests here pace traffic and count kernel drops; running two at once on a small
 //! machine would only test the scheduler: one at a time (`serial()`).
 
-mod common;
-mod lab;
+use crate::common;
+use crate::lab;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};

@@ -2,7 +2,7 @@
 //! `lo`, TTL 0): captures round-trip every frame kind, a SIGKILLed recorder leaves a
 //! file that opens with an in-order prefix of the stream, and bad input gets one line.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Stdio;

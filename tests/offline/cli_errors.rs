@@ -4,8 +4,8 @@
 //! panic; a bad frame among good ones sends nothing. Every case runs inside the network
 //! lab, so a CLI that wrongly went ahead could not reach a real network.
 
-mod common;
-mod lab;
+use crate::common;
+use crate::lab;
 
 use common::{json_field, CANMC};
 use lab::Lab;

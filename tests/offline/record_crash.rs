@@ -2,7 +2,7 @@
 //! a child writes a deterministic frame sequence and is SIGKILLed at random moments;
 //! another child fills a 2 MiB tmpfs in its own mount namespace.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -147,7 +147,8 @@ fn kill_9_at_random_moments_leaves_a_prefix() {
     let (mut nonempty, mut rotated, mut total) = (0, 0, 0u64);
     for run in 0..runs {
         let mut cmd = Command::new(&exe);
-        cmd.args(["--exact", "crash_child", "--ignored", "--nocapture"])
+        cmd.args(["--exact", &common::test_name(module_path!(), "crash_child")])
+            .args(["--ignored", "--nocapture"])
             .args(["--test-threads", "1"])
             .env(CHILD_ENV, &path)
             .stdout(Stdio::piped())
@@ -306,8 +307,12 @@ fn disk_full_stops_with_a_clear_error_and_keeps_the_file_valid() {
     let (none, root, tmpfs, opts) = (c("none"), c("/"), c("tmpfs"), c("size=2m"));
     let target = c(dir.to_str().unwrap());
     let mut cmd = Command::new(&exe);
-    cmd.args(["--exact", "disk_full_child", "--ignored", "--nocapture"])
-        .env(DISK_FULL_ENV, &dir);
+    cmd.args([
+        "--exact",
+        &common::test_name(module_path!(), "disk_full_child"),
+    ])
+    .args(["--ignored", "--nocapture"])
+    .env(DISK_FULL_ENV, &dir);
     // SAFETY: between fork and exec the closure makes only raw syscalls (async-signal
     // safe) on C strings allocated before the fork.
     unsafe {

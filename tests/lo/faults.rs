@@ -19,8 +19,8 @@
 //! The tests pace traffic and count kernel drops: one at a time (`serial()`) on a small
 //! machine.
 
-mod common;
-mod lab;
+use crate::common;
+use crate::lab;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Hostile input to a running `canmc record`, and a disk that fills up under it. Loopback
 //! only (IPv4 on `lo`, TTL 0); the disk is a 2 MiB tmpfs in a private mount namespace.
 
-mod common;
+use crate::common;
 
 use std::net::UdpSocket;
 use std::process::{Command, Stdio};

@@ -6,7 +6,7 @@
 //! kernel drop another test's probe before any socket sees it. They take turns
 //! (`serial()`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

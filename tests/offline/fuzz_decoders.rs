@@ -4,7 +4,7 @@
 //! cases in all; the property is always the same: no panic, and whatever decodes is a
 //! valid frame. (`cargo fuzz` needs a nightly toolchain; this runs on stable.)
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! sender. Every packet stays on `lo` (group joined on 127.0.0.1, TTL 0). Each test has
 //! its own port so tests running in parallel do not see each other's datagrams.
 
-mod common;
+use crate::common;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -364,12 +364,15 @@ fn sh(cmd: &str) {
 /// receivers on v1, nothing reaches a real interface.
 #[test]
 fn ipv6_group_across_a_veth_pair_in_a_private_namespace() {
-    const NAME: &str = "ipv6_group_across_a_veth_pair_in_a_private_namespace";
+    let name = crate::common::test_name(
+        module_path!(),
+        "ipv6_group_across_a_veth_pair_in_a_private_namespace",
+    );
     if std::env::var_os("CANMC_NET_IN_NETNS").is_none() {
         let out = std::process::Command::new("unshare")
             .arg("-n")
             .arg(std::env::current_exe().unwrap())
-            .args(["--exact", NAME, "--nocapture", "--test-threads=1"])
+            .args(["--exact", &name, "--nocapture", "--test-threads=1"])
             .env("CANMC_NET_IN_NETNS", "1")
             .output()
             .expect("unshare (util-linux) is needed to make a network namespace");

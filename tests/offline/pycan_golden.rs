@@ -5,8 +5,8 @@
 //! Needs a python with python-can and msgpack: `CANMC_PYTHON`, else `<repo>/.venv/bin/python`.
 //! Without one the test fails (it does not skip).
 
-mod common;
-mod lab;
+use crate::common;
+use crate::lab;
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -6,8 +6,8 @@
 //! python-can's `udp_multicast` carries: standard, extended, remote with and without a
 //! length, error, and CAN FD at every length with every BRS/ESI combination.
 
-mod common;
-mod lab;
+use crate::common;
+use crate::lab;
 
 use common::{canmc, json_field, nonempty_lines, ok, stdout_of, CANMC};
 use lab::{pycan_kinds, python, repo, split_log_line, Lab};

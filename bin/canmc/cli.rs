@@ -1,0 +1,336 @@
+//! The command line's flags: clap definitions, and value parsers that refuse a bad
+//! value while parsing, before any socket or file is opened.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use canmc::convert::candump::TimeMode;
+use canmc::gen;
+use canmc::recv::IoMode;
+use canmc::wire::native;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// CAN and CAN FD over UDP multicast, wire-compatible with python-can's udp_multicast.
+#[derive(Parser)]
+#[command(name = "canmc", version, about, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Send frames given in cansend syntax (123#DEADBEEF, 12345678#R, 123##1AABB).
+    Send(SendArgs),
+    /// Print frames from the group as candump does.
+    Dump(DumpArgs),
+    /// Generate traffic as cangen does.
+    Gen(GenArgs),
+    /// Find who is on the group: every canmc receiver answers a probe.
+    Ping(PingArgs),
+    /// Capture the group to a file: .cmc, .log, .pcapng, .pcap or .asc by extension.
+    Record(RecordArgs),
+    /// Play a recording or candump log onto the group.
+    Replay(ReplayArgs),
+    /// Convert between .cmc, .log, .pcapng, .pcap and .asc (by extension).
+    Convert(ConvertArgs),
+    /// Frames, time span, rate, IDs and losses of a capture file.
+    Info(InfoArgs),
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct NetArgs {
+    /// Multicast group [default: ff15:7079:7468:6f6e:6465:6d6f:6d63:6173, or 239.74.163.2 with --iface lo]
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) group: Option<IpAddr>,
+    /// UDP port.
+    #[arg(long, default_value_t = canmc::socket::DEFAULT_PORT)]
+    pub(crate) port: u16,
+    /// Interface (name or address) for joining and sending; `lo` keeps IPv4 traffic on this host.
+    #[arg(long, value_name = "NAME|ADDR")]
+    pub(crate) iface: Option<String>,
+    /// IPv4 TTL / IPv6 hop limit [default: 1, 0 with --iface lo]
+    #[arg(long)]
+    pub(crate) ttl: Option<u32>,
+    /// Do not loop sent frames back to receivers on this host.
+    #[arg(long)]
+    pub(crate) no_loopback: bool,
+    /// Accept frames only from this sender (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) source: Vec<IpAddr>,
+    /// Authenticate native datagrams with the shared key in this file (32 raw bytes or
+    /// 64 hex digits): senders add a tag, receivers drop anything else (as bad_auth).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) key_file: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum WireArg {
+    Pycan,
+    Native,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum IoArg {
+    Auto,
+    Uring,
+    Mmsg,
+}
+
+impl From<IoArg> for IoMode {
+    fn from(a: IoArg) -> IoMode {
+        match a {
+            IoArg::Auto => IoMode::Auto,
+            IoArg::Uring => IoMode::Uring,
+            IoArg::Mmsg => IoMode::Mmsg,
+        }
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct SendOpts {
+    /// Wire format.
+    #[arg(long, value_enum, default_value = "pycan")]
+    pub(crate) wire: WireArg,
+    /// python-can channel to put in each frame: an integer if it parses as one, else a string.
+    #[arg(long, value_name = "CH")]
+    pub(crate) channel: Option<String>,
+    /// Largest native datagram in bytes (default fits a 1500-byte MTU, IPv4 or IPv6).
+    #[arg(long, value_name = "BYTES", default_value_t = native::DEFAULT_MAX_DATAGRAM as u16,
+          value_parser = clap::value_parser!(u16).range(native::MIN_MAX_DATAGRAM as i64..=native::MAX_DATAGRAM_LIMIT as i64))]
+    pub(crate) max_datagram: u16,
+    /// Longest a native frame may wait for others to share its datagram, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 1.0)]
+    pub(crate) linger: f64,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct RecvOpts {
+    /// Receive path: io_uring, recvmmsg, or the best available.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) io: IoArg,
+    /// Do not answer `canmc ping` probes.
+    #[arg(long)]
+    pub(crate) no_answer: bool,
+    /// Stop after this many frames.
+    #[arg(short = 'n', long = "count", value_name = "N")]
+    pub(crate) count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) duration: Option<f64>,
+    /// After a small batch, wait this many milliseconds for more before handing frames
+    /// on: far fewer wake-ups at moderate rates, at up to that much added latency
+    /// (default: 0 for dump, 2 for record).
+    #[arg(long, value_name = "MS")]
+    pub(crate) coalesce: Option<f64>,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct SendArgs {
+    #[command(flatten)]
+    pub(crate) net: NetArgs,
+    #[command(flatten)]
+    pub(crate) opts: SendOpts,
+    /// Frames in cansend syntax.
+    #[arg(required = true, value_name = "FRAME")]
+    pub(crate) frames: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct DumpArgs {
+    #[command(flatten)]
+    pub(crate) net: NetArgs,
+    #[command(flatten)]
+    pub(crate) recv: RecvOpts,
+    /// Print candump log lines: (seconds.micros) iface ID#DATA.
+    #[arg(short = 'L', long = "log")]
+    pub(crate) log: bool,
+    /// Print no frames, only the summary (for monitoring and benchmarks).
+    #[arg(short = 'q', long, conflicts_with = "log")]
+    pub(crate) quiet: bool,
+    /// Timestamps: a absolute, d delta, z from zero, A date.
+    #[arg(short = 't', value_name = "a|d|z|A")]
+    pub(crate) time: Option<TimeMode>,
+    /// candump filters: <id>:<mask> (match) or <id>~<mask> (inverse), hex.
+    #[arg(value_name = "FILTER")]
+    pub(crate) filters: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct GenArgs {
+    #[command(flatten)]
+    pub(crate) net: NetArgs,
+    #[command(flatten)]
+    pub(crate) opts: SendOpts,
+    /// Frames per second.
+    #[arg(long, value_name = "FPS", conflicts_with = "gap")]
+    pub(crate) rate: Option<f64>,
+    /// Gap between frames in milliseconds (cangen -g).
+    #[arg(short = 'g', value_name = "MS")]
+    pub(crate) gap: Option<f64>,
+    /// Number of frames (default: until Ctrl-C).
+    #[arg(short = 'n', value_name = "N")]
+    pub(crate) count: Option<u64>,
+    /// ID mode: r random, i increment, or a hex ID.
+    #[arg(short = 'I', default_value = "r", value_parser = gen::parse_id_mode)]
+    pub(crate) id: gen::Mode<u32>,
+    /// Length mode: r random, i increment, or a length.
+    #[arg(short = 'L', default_value = "r", value_parser = gen::parse_len_mode)]
+    pub(crate) len: gen::Mode<u8>,
+    /// Data mode: r random, i increment, or hex bytes.
+    #[arg(short = 'D', default_value = "r", value_parser = gen::parse_data_mode)]
+    pub(crate) data: gen::Mode<gen::Payload>,
+    /// Extended (29-bit) IDs.
+    #[arg(short = 'e')]
+    pub(crate) extended: bool,
+    /// CAN FD frames.
+    #[arg(short = 'f')]
+    pub(crate) fd: bool,
+    /// CAN FD frames with bit rate switch.
+    #[arg(short = 'b')]
+    pub(crate) brs: bool,
+    /// CAN FD frames with error state indicator.
+    #[arg(short = 'E')]
+    pub(crate) esi: bool,
+    /// Remote frames.
+    #[arg(short = 'R')]
+    pub(crate) remote: bool,
+    /// Exit when the group is unreachable (link down, no route) instead of counting
+    /// the frames that could not be sent and going on when the network is back.
+    #[arg(long)]
+    pub(crate) stop_on_error: bool,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct PingArgs {
+    #[command(flatten)]
+    pub(crate) net: NetArgs,
+    /// Rounds of probes.
+    #[arg(short = 'c', value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) count: u32,
+    /// Seconds to wait for answers in each round.
+    #[arg(short = 'W', value_name = "SECS", default_value_t = 1.0)]
+    pub(crate) wait: f64,
+    /// One JSON object per answer.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct RecordArgs {
+    #[command(flatten)]
+    pub(crate) net: NetArgs,
+    #[command(flatten)]
+    pub(crate) recv: RecvOpts,
+    /// Output file; its extension picks the format (.cmc, .log, .pcapng, .pcap, .asc).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    pub(crate) output: PathBuf,
+    /// .cmc segment size in MiB: a new segment file (FILE.1, FILE.2, …) starts when one is full.
+    #[arg(long, value_name = "MIB", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub(crate) segment_size: u64,
+    /// candump filters: <id>:<mask> (match) or <id>~<mask> (inverse), hex.
+    #[arg(value_name = "FILTER")]
+    pub(crate) filters: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct ReplayArgs {
+    #[command(flatten)]
+    pub(crate) net: NetArgs,
+    #[command(flatten)]
+    pub(crate) opts: SendOpts,
+    /// A .cmc recording or a candump .log (or .asc).
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+    /// Play faster (2) or slower (0.5) than recorded.
+    #[arg(
+        long,
+        value_name = "FACTOR",
+        default_value_t = 1.0,
+        conflicts_with = "fast"
+    )]
+    pub(crate) speed: f64,
+    /// As fast as possible (sendmmsg + UDP GSO), ignoring timestamps.
+    #[arg(long)]
+    pub(crate) fast: bool,
+    /// Play the file N times, or `i` for ever.
+    #[arg(long = "loop", value_name = "N|i", default_value = "1")]
+    pub(crate) repeat: LoopCount,
+    /// Shorten any gap between frames longer than this many seconds to this length.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) skip_gaps: Option<f64>,
+    /// Start this many seconds after the file's first frame.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) start: Option<f64>,
+    /// Stop this many seconds after the file's first frame.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) end: Option<f64>,
+    /// Skip lines of a .log that do not parse instead of stopping at the first.
+    #[arg(long)]
+    pub(crate) skip_bad: bool,
+    /// Run at real-time priority (SCHED_FIFO 10) so a busy machine does not preempt
+    /// the timing; needs CAP_SYS_NICE (a failure is reported, and replay goes on).
+    #[arg(long)]
+    pub(crate) realtime: bool,
+    /// Exit when the group is unreachable (link down, no route) instead of counting
+    /// the frames that could not be sent and going on when the network is back.
+    #[arg(long)]
+    pub(crate) stop_on_error: bool,
+    /// Print the summary as one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// candump filters: <id>:<mask> (match) or <id>~<mask> (inverse), hex.
+    #[arg(short = 'f', long = "filter", value_name = "FILTER")]
+    pub(crate) filters: Vec<String>,
+}
+
+/// `--loop`: a count or `i` (infinite).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LoopCount(pub(crate) Option<u64>);
+
+impl std::str::FromStr for LoopCount {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "i" | "inf" => Ok(LoopCount(None)),
+            _ => match s.parse::<u64>() {
+                Ok(n) if n >= 1 => Ok(LoopCount(Some(n))),
+                _ => Err(format!("'{s}' is not a count ≥ 1 or 'i'")),
+            },
+        }
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct ConvertArgs {
+    /// Input: .cmc, .log or .asc.
+    #[arg(value_name = "IN")]
+    pub(crate) input: PathBuf,
+    /// Output: .cmc, .log, .pcapng, .pcap or .asc.
+    #[arg(value_name = "OUT")]
+    pub(crate) output: PathBuf,
+    /// Skip lines of a text input that do not parse instead of stopping at the first.
+    #[arg(long)]
+    pub(crate) skip_bad: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct InfoArgs {
+    /// A .cmc, .log or .asc file.
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Skip lines of a text file that do not parse.
+    #[arg(long)]
+    pub(crate) skip_bad: bool,
+}

@@ -1,0 +1,66 @@
+//! `canmc convert`: one capture format into another.
+
+use canmc::convert::{self as conv, FileFormat, ReadOptions, WriterOptions};
+
+use crate::cli::ConvertArgs;
+use crate::term::Progress;
+use crate::{convert_failure, stopped, Failure};
+
+pub(crate) fn run(a: ConvertArgs) -> Result<(), Failure> {
+    let in_format = FileFormat::from_path(&a.input).map_err(|e| Failure::usage(e.to_string()))?;
+    let out_format = FileFormat::from_path(&a.output).map_err(|e| Failure::usage(e.to_string()))?;
+    if !a.input.exists() {
+        return Err(Failure::runtime(format!(
+            "{}: no such file",
+            a.input.display()
+        )));
+    }
+    let total_bytes = std::fs::metadata(&a.input).map(|m| m.len()).unwrap_or(0);
+    let mut writer = conv::create_writer(&a.output, out_format, WriterOptions::default())
+        .map_err(convert_failure)?;
+    let mut progress = Progress::new(total_bytes, in_format);
+    let mut write_error = None;
+    let read = conv::read_events(
+        &a.input,
+        in_format,
+        ReadOptions {
+            skip_bad: a.skip_bad,
+            start_ns: None,
+        },
+        &mut |event| {
+            if let Err(e) = writer.write_event(event) {
+                write_error = Some(e);
+                return false;
+            }
+            progress.tick();
+            !stopped()
+        },
+    );
+    progress.clear();
+    let finished = writer.finish();
+    if let Some(e) = write_error {
+        return Err(convert_failure(e));
+    }
+    let stats = read.map_err(convert_failure)?;
+    finished.map_err(convert_failure)?;
+    stats.check(&a.input).map_err(|e| {
+        Failure::runtime(format!(
+            "{e}; the events before it are in {}",
+            a.output.display()
+        ))
+    })?;
+    eprintln!(
+        "canmc convert: {} events from {} ({}) to {} ({}){}",
+        stats.events,
+        a.input.display(),
+        in_format.name(),
+        a.output.display(),
+        out_format.name(),
+        if stats.skipped > 0 {
+            format!(", {} bad lines skipped", stats.skipped)
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}

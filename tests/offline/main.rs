@@ -1,0 +1,19 @@
+//! Tests that need no network: decoders against real python-can output, property tests,
+//! recordings under crashes, conversions read by python-can and tshark, CLI argument errors.
+//!
+//! One test crate for these files (fewer binaries to link and start); each file is a
+//! module, so `cargo test --test offline MODULE::` runs one of them.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../lab/mod.rs"]
+mod lab;
+
+mod cli_errors;
+mod convert_interop;
+mod engine;
+mod fuzz_decoders;
+mod native_props;
+mod pycan_golden;
+mod record_crash;
+mod record_props;
