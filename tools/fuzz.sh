@@ -34,8 +34,9 @@ declare -A RUNS=(
     [log_reader]=120000
     [asc_reader]=120000
     [cmc_reader]=110000
+    [mf4_reader]=60000
 )
-ORDER=(pycan_decode native_decode can_text log_reader asc_reader cmc_reader)
+ORDER=(pycan_decode native_decode can_text log_reader asc_reader cmc_reader mf4_reader)
 SCALE=${CANMC_FUZZ_SCALE:-1}
 MAX_TIME=${CANMC_FUZZ_MAX_TIME:-300}
 

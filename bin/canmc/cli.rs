@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use canmc::convert::candump::TimeMode;
+use canmc::convert::{ConvertError, FileFormat, WriterOptions};
 use canmc::gen;
 use canmc::recv::IoMode;
 use canmc::wire::native;
@@ -229,9 +230,12 @@ pub(crate) struct RecordArgs {
     pub(crate) net: NetArgs,
     #[command(flatten)]
     pub(crate) recv: RecvOpts,
-    /// Output file; its extension picks the format (.cmc, .log, .pcapng, .pcap, .asc).
+    /// Output file; its extension picks the format (.cmc, .log, .pcapng, .pcap, .asc,
+    /// .mf4, .parquet); with --partition, a folder of Parquet files.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub(crate) output: PathBuf,
+    #[command(flatten)]
+    pub(crate) out: OutputOpts,
     /// .cmc segment size in MiB: a new segment file (FILE.1, FILE.2, …) starts when one is full.
     #[arg(long, value_name = "MIB", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=65536))]
@@ -311,20 +315,88 @@ impl std::str::FromStr for LoopCount {
 
 #[derive(Args)]
 pub(crate) struct ConvertArgs {
-    /// Input: .cmc, .log or .asc.
+    /// Input: .cmc, .log, .pcapng, .pcap, .asc, .mf4 or .parquet.
     #[arg(value_name = "IN")]
     pub(crate) input: PathBuf,
-    /// Output: .cmc, .log, .pcapng, .pcap or .asc.
+    /// Output: .cmc, .log, .pcapng, .pcap, .asc, .mf4 or .parquet; with --partition, a
+    /// folder of Parquet files.
     #[arg(value_name = "OUT")]
     pub(crate) output: PathBuf,
+    #[command(flatten)]
+    pub(crate) out: OutputOpts,
     /// Skip lines of a text input that do not parse instead of stopping at the first.
     #[arg(long)]
     pub(crate) skip_bad: bool,
 }
 
+/// Output options of the file formats that have any (`record`, `convert`).
+#[derive(Args, Clone, Debug)]
+pub(crate) struct OutputOpts {
+    /// Write Hive-style Parquet partitions into the output folder:
+    /// date=YYYY-MM-DD/hour=HH/part-….parquet (UTC).
+    #[arg(long, value_name = "hour")]
+    pub(crate) partition: Option<PartitionArg>,
+    /// Parquet column compression.
+    #[arg(long, value_name = "zstd|snappy|none", default_value = "zstd")]
+    pub(crate) compression: CompressionArg,
+    /// MF4: write deflated (DZ) data blocks.
+    #[arg(long)]
+    pub(crate) mf4_compress: bool,
+    /// MF4: one unsorted data group (records in arrival order) instead of one per frame kind.
+    #[arg(long)]
+    pub(crate) mf4_unsorted: bool,
+}
+
+/// `--partition`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum PartitionArg {
+    /// One folder per UTC hour.
+    Hour,
+}
+
+/// `--compression`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum CompressionArg {
+    Zstd,
+    Snappy,
+    None,
+}
+
+impl OutputOpts {
+    /// The format `path` is written in: by extension, or Parquet with --partition.
+    pub(crate) fn format(&self, path: &std::path::Path) -> Result<FileFormat, ConvertError> {
+        if self.partition.is_some() {
+            return Ok(FileFormat::Parquet);
+        }
+        FileFormat::from_path(path)
+    }
+
+    /// These options in `w`.
+    pub(crate) fn apply(&self, w: &mut WriterOptions) {
+        use canmc::convert::{mf4, parquet};
+        w.mf4 = mf4::Mf4Options {
+            compress: self.mf4_compress,
+            layout: if self.mf4_unsorted {
+                mf4::Layout::Unsorted
+            } else {
+                mf4::Layout::Sorted
+            },
+        };
+        w.parquet.partition = match self.partition {
+            Some(PartitionArg::Hour) => parquet::Partition::Hour,
+            None => parquet::Partition::None,
+        };
+        w.parquet.compression = match self.compression {
+            CompressionArg::Zstd => parquet::Compression::Zstd,
+            CompressionArg::Snappy => parquet::Compression::Snappy,
+            CompressionArg::None => parquet::Compression::None,
+        };
+    }
+}
+
 #[derive(Args)]
 pub(crate) struct InfoArgs {
-    /// A .cmc, .log or .asc file.
+    /// A .cmc, .log, .pcapng, .pcap, .asc, .mf4 or .parquet file.
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
     /// Print one JSON object.

@@ -123,6 +123,9 @@ impl Progress {
             FileFormat::Log => 40,
             FileFormat::Asc => 60,
             FileFormat::Pcap | FileFormat::Pcapng => 48,
+            // Uncompressed records are 84 bytes, deflated ones a few.
+            FileFormat::Mf4 => 40,
+            FileFormat::Parquet => 8,
         };
         Progress {
             enabled: io::stderr().is_terminal() && total_bytes > 8 << 20,

@@ -4,6 +4,9 @@
 
 pub mod asc;
 pub mod candump;
+pub mod mf4;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod pcap;
 
 use std::fmt;
@@ -28,6 +31,10 @@ pub enum FileFormat {
     Pcap,
     /// Vector ASC (`.asc`).
     Asc,
+    /// ASAM MDF 4.1 bus logging (`.mf4`).
+    Mf4,
+    /// Apache Parquet, one row per event (`.parquet`; needs the `parquet` feature).
+    Parquet,
 }
 
 impl FileFormat {
@@ -43,6 +50,8 @@ impl FileFormat {
             Some("pcapng") => Ok(FileFormat::Pcapng),
             Some("pcap") => Ok(FileFormat::Pcap),
             Some("asc") => Ok(FileFormat::Asc),
+            Some("mf4") => Ok(FileFormat::Mf4),
+            Some("parquet") => Ok(FileFormat::Parquet),
             _ => Err(ConvertError::UnknownExtension(path.to_path_buf())),
         }
     }
@@ -54,6 +63,8 @@ impl FileFormat {
             FileFormat::Pcapng => "pcapng",
             FileFormat::Pcap => "pcap",
             FileFormat::Asc => "ASC",
+            FileFormat::Mf4 => "MF4",
+            FileFormat::Parquet => "Parquet",
         }
     }
 }
@@ -88,7 +99,7 @@ impl fmt::Display for ConvertError {
         match self {
             ConvertError::UnknownExtension(p) => write!(
                 f,
-                "{}: unknown extension (use .cmc, .log, .pcapng, .pcap or .asc)",
+                "{}: unknown extension (use .cmc, .log, .pcapng, .pcap, .asc, .mf4 or .parquet)",
                 p.display()
             ),
             ConvertError::Io { path, source } => write!(f, "{}: {source}", path.display()),
@@ -171,6 +182,11 @@ pub trait FrameWriter: Send {
 pub struct WriterOptions {
     /// `.cmc` segment size and sync policy.
     pub recorder: RecorderOptions,
+    /// `.mf4`: compressed data blocks.
+    pub mf4: mf4::Mf4Options,
+    /// `.parquet`: compression, row-group size, partitions.
+    #[cfg(feature = "parquet")]
+    pub parquet: parquet::ParquetOptions,
 }
 
 /// Opens a writer for `path` in `format` (see [`FileFormat::from_path`]).
@@ -192,6 +208,17 @@ pub fn create_writer(
         FileFormat::Pcapng => Ok(Box::new(pcap::PcapngWriter::create(path)?)),
         FileFormat::Pcap => Ok(Box::new(pcap::PcapWriter::create(path)?)),
         FileFormat::Asc => Ok(Box::new(asc::AscWriter::create(path)?)),
+        FileFormat::Mf4 => Ok(Box::new(mf4::Mf4Writer::create(path, opts.mf4)?)),
+        #[cfg(feature = "parquet")]
+        FileFormat::Parquet => Ok(Box::new(parquet::ParquetWriter::create(
+            path,
+            opts.parquet,
+        )?)),
+        #[cfg(not(feature = "parquet"))]
+        FileFormat::Parquet => Err(ConvertError::Unsupported {
+            format,
+            what: "written by a build without the `parquet` feature",
+        }),
     }
 }
 
@@ -507,6 +534,16 @@ pub fn read_events(
             stats.events = events;
         }
         FileFormat::Asc => return asc::read(path, opts, f),
+        FileFormat::Mf4 => return mf4::read(path, opts, f),
+        #[cfg(feature = "parquet")]
+        FileFormat::Parquet => return parquet::read(path, opts, f),
+        #[cfg(not(feature = "parquet"))]
+        FileFormat::Parquet => {
+            return Err(ConvertError::Unsupported {
+                format,
+                what: "read by a build without the `parquet` feature",
+            })
+        }
         FileFormat::Pcapng | FileFormat::Pcap => {
             let mut failed = None;
             pcap::read_packets(path, format == FileFormat::Pcapng, &mut |p| {

@@ -568,7 +568,6 @@ pub fn read(
                     continue;
                 }
                 Err(message) => {
-                    stats.events = events;
                     return Err(ConvertError::Parse {
                         path: path.to_path_buf(),
                         line: row,
@@ -829,7 +828,7 @@ mod tests {
     #[test]
     fn hour_partitions_are_hive_folders() {
         assert_eq!(
-            partition_path(1_796_288_400_000_000_000 + 9 * 3_600_000_000_000 - 1, 7, 0).0,
+            partition_path(1_796_288_400_000_000_000 - 1, 7, 0).0,
             "date=2026-12-03/hour=08"
         );
         assert_eq!(civil_from_days(0), (1970, 1, 1));
