@@ -339,6 +339,11 @@ pub(crate) struct OutputOpts {
     /// Parquet column compression.
     #[arg(long, value_name = "zstd|snappy|none", default_value = "zstd")]
     pub(crate) compression: CompressionArg,
+    /// Parquet rows per row group.
+    #[arg(long, value_name = "ROWS", default_value_t = canmc::convert::parquet::DEFAULT_ROW_GROUP,
+          value_parser = clap::builder::TypedValueParser::map(
+              clap::value_parser!(u64).range(1..=1 << 26), |v| v as usize))]
+    pub(crate) row_group: usize,
     /// MF4: write deflated (DZ) data blocks.
     #[arg(long)]
     pub(crate) mf4_compress: bool,
@@ -386,6 +391,7 @@ impl OutputOpts {
             Some(PartitionArg::Hour) => parquet::Partition::Hour,
             None => parquet::Partition::None,
         };
+        w.parquet.row_group_rows = self.row_group;
         w.parquet.compression = match self.compression {
             CompressionArg::Zstd => parquet::Compression::Zstd,
             CompressionArg::Snappy => parquet::Compression::Snappy,

@@ -212,7 +212,8 @@ impl Mf4Writer {
             .map(|record_size| Stream {
                 buf: Vec::with_capacity(BLOCK_TARGET + 128),
                 record_size,
-                blocks: Vec::new(),
+                // 4096 blocks are 4 GiB of records before the list grows.
+                blocks: Vec::with_capacity(4096),
             })
             .collect();
         let mut w = Mf4Writer {
@@ -259,7 +260,9 @@ impl Mf4Writer {
             self.scratch = scratch;
             at
         } else {
-            let header = block_header(b"##DT", 24 + buf.len() as u64, 0);
+            let mut header = [0u8; 24];
+            header[..4].copy_from_slice(b"##DT");
+            header[8..16].copy_from_slice(&(24 + buf.len() as u64).to_le_bytes());
             let at = self.put(&header)?;
             self.put(&buf)?;
             self.put(&[0u8; 8][..pad8(buf.len())])?;
@@ -494,7 +497,7 @@ fn pad8(n: usize) -> usize {
 }
 
 fn block_header(id: &[u8; 4], len: u64, links: u64) -> Vec<u8> {
-    let mut b = Vec::with_capacity(len as usize);
+    let mut b = Vec::with_capacity((len as usize).min(1 << 16));
     b.extend_from_slice(id);
     b.extend_from_slice(&[0; 4]);
     b.extend_from_slice(&len.to_le_bytes());

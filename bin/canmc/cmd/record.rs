@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use canmc::convert::{self as conv, FileFormat, WriterOptions};
+use canmc::convert::{self as conv, WriterOptions};
 use canmc::engine::{Engine, Event};
 use canmc::filter::FilterSet;
 use canmc::record::RecorderOptions;
