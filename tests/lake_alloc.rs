@@ -21,7 +21,11 @@ fn frames() -> Vec<CanFrame> {
             } else {
                 CanFrame::new((i % 0x800) as u32, 0, &i.to_le_bytes()).unwrap()
             };
-            f.channel = [Channel::NONE, Channel::int(1), Channel::str("vcan0").unwrap()][i as usize % 3];
+            f.channel = [
+                Channel::NONE,
+                Channel::int(1),
+                Channel::str("vcan0").unwrap(),
+            ][i as usize % 3];
             f.sender = sender;
             f
         })
@@ -35,8 +39,12 @@ fn writing_parquet_and_mf4_does_not_allocate_per_frame() {
     let frames = frames();
     for name in ["a.parquet", "a.mf4"] {
         let path = dir.join(name);
-        let mut w = create_writer(&path, FileFormat::from_path(&path).unwrap(), WriterOptions::default())
-            .unwrap();
+        let mut w = create_writer(
+            &path,
+            FileFormat::from_path(&path).unwrap(),
+            WriterOptions::default(),
+        )
+        .unwrap();
         // Warm-up: the first batches set up the channel's wait queues and the first
         // data blocks.
         let mut ts = 0u64;
@@ -55,7 +63,10 @@ fn writing_parquet_and_mf4_does_not_allocate_per_frame() {
         put(&mut w, 300_000);
         let n = 1_000_000u64;
         let (allocs, ()) = allocations(|| put(&mut w, n));
-        assert_eq!(allocs, 0, "{name}: writing {n} frames allocated {allocs} times");
+        assert_eq!(
+            allocs, 0,
+            "{name}: writing {n} frames allocated {allocs} times"
+        );
         w.finish().unwrap();
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -363,7 +363,9 @@ impl Mf4Writer {
                 CN_BUS_EVENT,
             );
             let parent_at = self.put(&parent)?;
-            let master = cn_block(parent_at, 0, t_name, 0, cc_at, unit_s, 2, 1, DT_INT, 0, 64, 0);
+            let master = cn_block(
+                parent_at, 0, t_name, 0, cc_at, unit_s, 2, 1, DT_INT, 0, 64, 0,
+            );
             let master_at = self.put(&master)?;
             let acq = self.put(&text_block(b"##TX", kind.name()))?;
             let mut cg = block_header(b"##CG", 104, 6);
@@ -387,7 +389,11 @@ impl Mf4Writer {
                 data_links.push(0);
                 continue;
             }
-            let mut dl = block_header(b"##DL", 24 + 8 * (blocks.len() as u64 + 1) + 8 + 8 * blocks.len() as u64, blocks.len() as u64 + 1);
+            let mut dl = block_header(
+                b"##DL",
+                24 + 8 * (blocks.len() as u64 + 1) + 8 + 8 * blocks.len() as u64,
+                blocks.len() as u64 + 1,
+            );
             dl.extend_from_slice(&0u64.to_le_bytes());
             for b in &blocks {
                 dl.extend_from_slice(&b.to_le_bytes());
@@ -448,7 +454,8 @@ impl Mf4Writer {
         for &b in blocks {
             offsets.push(sum);
             let mut head = [0u8; 48];
-            file.read_exact_at(&mut head, b).map_err(io_err(&self.path))?;
+            file.read_exact_at(&mut head, b)
+                .map_err(io_err(&self.path))?;
             sum += if &head[..4] == b"##DZ" {
                 u64::from_le_bytes(head[32..40].try_into().expect("8 bytes"))
             } else {
@@ -597,13 +604,20 @@ fn dz_block(raw: &[u8], columns: usize, scratch: &mut Vec<u8>) -> Vec<u8> {
     } else {
         raw
     };
-    let mut enc = flate2::write::ZlibEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::new(3));
+    let mut enc = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(raw.len() / 4),
+        flate2::Compression::new(3),
+    );
     enc.write_all(input).expect("writing to a Vec");
     let zipped = enc.finish().expect("writing to a Vec");
     let len = 48 + zipped.len();
     let mut b = block_header(b"##DZ", len as u64, 0);
     b.extend_from_slice(b"DT");
-    b.push(if columns > 1 && raw.len() >= columns { 1 } else { 0 });
+    b.push(if columns > 1 && raw.len() >= columns {
+        1
+    } else {
+        0
+    });
     b.push(0);
     b.extend_from_slice(&(columns as u32).to_le_bytes());
     b.extend_from_slice(&(raw.len() as u64).to_le_bytes());
@@ -641,8 +655,14 @@ const MAX_CHAIN: usize = 1 << 16;
 
 impl Src {
     fn read(&self, at: u64, buf: &mut [u8]) -> Result<(), Bad> {
-        if at.checked_add(buf.len() as u64).is_none_or(|end| end > self.len) {
-            return Err(format!("block at byte {at} runs past the end of the file ({} bytes)", self.len));
+        if at
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.len)
+        {
+            return Err(format!(
+                "block at byte {at} runs past the end of the file ({} bytes)",
+                self.len
+            ));
         }
         self.file
             .read_exact_at(buf, at)
@@ -680,7 +700,10 @@ impl Src {
             ));
         }
         if len > MAX_META {
-            return Err(format!("{} block at byte {at} is {len} bytes", String::from_utf8_lossy(&id)));
+            return Err(format!(
+                "{} block at byte {at} is {len} bytes",
+                String::from_utf8_lossy(&id)
+            ));
         }
         let mut body = vec![0u8; (len - 24) as usize];
         self.read(at + 24, &mut body)?;
@@ -829,7 +852,16 @@ const EDL: usize = 7;
 const BRS: usize = 8;
 const ESI: usize = 9;
 const MEMBERS: [&str; 10] = [
-    "BusChannel", "ID", "IDE", "DLC", "DataLength", "DataBytes", "Dir", "EDL", "BRS", "ESI",
+    "BusChannel",
+    "ID",
+    "IDE",
+    "DLC",
+    "DataLength",
+    "DataBytes",
+    "Dir",
+    "EDL",
+    "BRS",
+    "ESI",
 ];
 
 fn read_field(cn: &Block) -> Result<Field, Bad> {
@@ -847,7 +879,10 @@ fn read_group(src: &Src, cg: &Block) -> Result<Group, Bad> {
         kind: None,
         record_id: cg.u64_at(0)?,
         size: cg.u32_at(20)? as usize + cg.u32_at(24)? as usize,
-        vlsd: cg.data.get(16..18).is_some_and(|f| u16::from_le_bytes([f[0], f[1]]) & CG_VLSD != 0),
+        vlsd: cg
+            .data
+            .get(16..18)
+            .is_some_and(|f| u16::from_le_bytes([f[0], f[1]]) & CG_VLSD != 0),
         master: None,
         f: [Field::default(); 10],
     };
@@ -891,7 +926,10 @@ fn read_group(src: &Src, cg: &Block) -> Result<Group, Bad> {
                 return Err("virtual master channels are not supported".into());
             }
             if field.bits == 0 || field.bits > 64 || field.end() > g.size {
-                return Err(format!("master channel of {} bits at byte {}", field.bits, field.byte));
+                return Err(format!(
+                    "master channel of {} bits at byte {}",
+                    field.bits, field.byte
+                ));
             }
             g.master = Some(Master { field, a, b });
             continue;
@@ -915,7 +953,10 @@ fn read_group(src: &Src, cg: &Block) -> Result<Group, Bad> {
         }
     }
     if g.kind.is_some() && (g.master.is_none() || !g.f[ID].present) {
-        return Err(format!("{} group without master or ID channel", g.kind.map_or("", |k| k.name())));
+        return Err(format!(
+            "{} group without master or ID channel",
+            g.kind.map_or("", |k| k.name())
+        ));
     }
     Ok(g)
 }
@@ -979,10 +1020,15 @@ impl Blocks {
                     let org = u64::from_le_bytes(h[8..16].try_into().expect("8"));
                     let zipped = u64::from_le_bytes(h[16..24].try_into().expect("8"));
                     if &h[..2] != b"DT" {
-                        return Err(format!("DZ block at byte {at} holds a {} block", String::from_utf8_lossy(&h[..2])));
+                        return Err(format!(
+                            "DZ block at byte {at} holds a {} block",
+                            String::from_utf8_lossy(&h[..2])
+                        ));
                     }
                     if org > MAX_BLOCK || zipped > len.saturating_sub(48) {
-                        return Err(format!("DZ block at byte {at}: {org} bytes from {zipped} (block {len})"));
+                        return Err(format!(
+                            "DZ block at byte {at}: {org} bytes from {zipped} (block {len})"
+                        ));
                     }
                     let mut z = vec![0u8; zipped as usize];
                     src.read(at + 48, &mut z)?;
@@ -991,7 +1037,10 @@ impl Blocks {
                     dec.read_to_end(&mut out)
                         .map_err(|e| format!("DZ block at byte {at}: {e}"))?;
                     if out.len() as u64 != org {
-                        return Err(format!("DZ block at byte {at} inflates to {} bytes, not {org}", out.len()));
+                        return Err(format!(
+                            "DZ block at byte {at} inflates to {} bytes, not {org}",
+                            out.len()
+                        ));
                     }
                     match zip_type {
                         0 => self.buf = out,
@@ -1141,7 +1190,10 @@ impl Cursor {
                 if self.rec_id_len == 0 {
                     return Ok(());
                 }
-                return Err(format!("the data ends after the ID of record {}", self.records + 1));
+                return Err(format!(
+                    "the data ends after the ID of record {}",
+                    self.records + 1
+                ));
             }
             self.records += 1;
             let g = &self.groups[gi];
@@ -1186,9 +1238,15 @@ fn frame_of(g: &Group, rec: &[u8], ts: u64) -> Result<CanFrame, String> {
                 bits |= flags::ERROR;
             }
             let bytes = &f[BYTES];
-            let avail = if bytes.present { (bytes.bits / 8) as usize } else { 0 };
+            let avail = if bytes.present {
+                (bytes.bits / 8) as usize
+            } else {
+                0
+            };
             if len as usize > avail {
-                return Err(format!("{len} data bytes in a {avail}-byte DataBytes channel"));
+                return Err(format!(
+                    "{len} data bytes in a {avail}-byte DataBytes channel"
+                ));
             }
             let data = &rec[bytes.byte..bytes.byte + len as usize];
             CanFrame::new(id, bits, data).map_err(|e| e.to_string())?
@@ -1220,7 +1278,8 @@ fn frame_of(g: &Group, rec: &[u8], ts: u64) -> Result<CanFrame, String> {
 /// The data groups of a file with their CAN layouts, and the header's start time.
 fn open(src: &Src) -> Result<(Vec<Cursor>, u64), Bad> {
     let mut id = [0u8; 64];
-    src.read(0, &mut id).map_err(|_| "too short for an MDF file".to_string())?;
+    src.read(0, &mut id)
+        .map_err(|_| "too short for an MDF file".to_string())?;
     if &id[..3] != b"MDF" && &id[..8] != b"UnFinMF " {
         return Err("not an MDF file (no MDF identification block)".into());
     }
@@ -1241,7 +1300,9 @@ fn open(src: &Src) -> Result<(Vec<Cursor>, u64), Bad> {
         let dg = src.block(dg_at, b"##DG")?;
         let rec_id_len = dg.u8_at(0)? as usize;
         if ![0, 1, 2, 4, 8].contains(&rec_id_len) {
-            return Err(format!("data group at byte {dg_at}: record ID size {rec_id_len}"));
+            return Err(format!(
+                "data group at byte {dg_at}: record ID size {rec_id_len}"
+            ));
         }
         let mut groups = Vec::new();
         let mut cg_at = dg.link(1);
@@ -1254,7 +1315,10 @@ fn open(src: &Src) -> Result<(Vec<Cursor>, u64), Bad> {
             cg_at = cg.link(0);
         }
         if rec_id_len == 0 && groups.len() > 1 {
-            return Err(format!("data group at byte {dg_at}: {} channel groups without record IDs", groups.len()));
+            return Err(format!(
+                "data group at byte {dg_at}: {} channel groups without record IDs",
+                groups.len()
+            ));
         }
         if groups.iter().any(|g| g.kind.is_some()) {
             cursors.push(Cursor {
@@ -1319,7 +1383,9 @@ pub fn read(
                 return Err(ConvertError::Parse {
                     path: path.to_path_buf(),
                     line: frame_no,
-                    message: format!("frame {frame_no}: {message} (use --skip-bad to skip such frames)"),
+                    message: format!(
+                        "frame {frame_no}: {message} (use --skip-bad to skip such frames)"
+                    ),
                 });
             }
         }

@@ -330,11 +330,8 @@ impl Sink {
                 .map_or(events.len(), |n| start + n);
             if self.current.as_ref().map(|c| c.2) != Some(hour) {
                 self.close()?;
-                let (dir, name) = partition_path(
-                    event_ns(&events[start]),
-                    std::process::id(),
-                    self.parts,
-                );
+                let (dir, name) =
+                    partition_path(event_ns(&events[start]), std::process::id(), self.parts);
                 let dir = self.root.join(dir);
                 std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
                 self.parts += 1;
@@ -474,13 +471,27 @@ fn build_batch(schema: &SchemaRef, events: &[Event], cache: &mut StrCache) -> Re
                 sender: s, lost: l, ..
             } => {
                 event.append_value("loss");
-                append_event_nulls(&mut channel, &mut id, &mut fl, &mut dir, &mut dlc, &mut data);
+                append_event_nulls(
+                    &mut channel,
+                    &mut id,
+                    &mut fl,
+                    &mut dir,
+                    &mut dlc,
+                    &mut data,
+                );
                 sender.append_option(cache.sender(s));
                 lost.append_value(*l);
             }
             Event::KernelDrops { count, .. } => {
                 event.append_value("kernel_drops");
-                append_event_nulls(&mut channel, &mut id, &mut fl, &mut dir, &mut dlc, &mut data);
+                append_event_nulls(
+                    &mut channel,
+                    &mut id,
+                    &mut fl,
+                    &mut dir,
+                    &mut dlc,
+                    &mut data,
+                );
                 sender.append_null();
                 lost.append_value(*count);
             }
@@ -608,7 +619,12 @@ impl<'a> Columns<'a> {
                 .ok_or_else(|| format!("no column `{name}`"))?
                 .as_any()
                 .downcast_ref::<T>()
-                .ok_or_else(|| format!("column `{name}` has type {:?}", batch.column_by_name(name).map(|c| c.data_type().clone())))
+                .ok_or_else(|| {
+                    format!(
+                        "column `{name}` has type {:?}",
+                        batch.column_by_name(name).map(|c| c.data_type().clone())
+                    )
+                })
         }
         Ok(Columns {
             ts: col(batch, "timestamp")?,
@@ -842,9 +858,14 @@ mod tests {
         let mut w: Box<dyn FrameWriter> = Box::new(ParquetWriter::create(&dir, opts).unwrap());
         let mut f: CanFrame = "123#01".parse().unwrap();
         let base = 1_796_288_400_000_000_000u64; // 2026-12-03T09:00:00Z
-        for (k, ns) in [base - 1, base, base + 3_599_999_999_999, base + 3_600_000_000_000]
-            .into_iter()
-            .enumerate()
+        for (k, ns) in [
+            base - 1,
+            base,
+            base + 3_599_999_999_999,
+            base + 3_600_000_000_000,
+        ]
+        .into_iter()
+        .enumerate()
         {
             f.timestamp_ns = ns;
             f.data[0] = k as u8;
@@ -852,12 +873,22 @@ mod tests {
         }
         w.finish().unwrap();
         let mut found = Vec::new();
-        for (hour, n) in [("date=2026-12-03/hour=08", 1), ("date=2026-12-03/hour=09", 2), ("date=2026-12-03/hour=10", 1)] {
+        for (hour, n) in [
+            ("date=2026-12-03/hour=08", 1),
+            ("date=2026-12-03/hour=09", 2),
+            ("date=2026-12-03/hour=10", 1),
+        ] {
             let sub = dir.join(hour);
-            let files: Vec<_> = std::fs::read_dir(&sub).unwrap().map(|e| e.unwrap().path()).collect();
+            let files: Vec<_> = std::fs::read_dir(&sub)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
             assert_eq!(files.len(), 1, "{hour}: {files:?}");
             let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
-            assert!(name.starts_with("part-") && name.ends_with(".parquet"), "{name}");
+            assert!(
+                name.starts_with("part-") && name.ends_with(".parquet"),
+                "{name}"
+            );
             let got = read_all(&files[0]);
             assert_eq!(got.len(), n, "{hour}");
             found.extend(got);

@@ -116,7 +116,11 @@ fn recording(path: &Path) -> Vec<Event> {
     let kinds = all_kinds();
     for k in 0..20_000u64 {
         let mut f = kinds[(k % kinds.len() as u64) as usize];
-        f.id = if f.is_error() { f.id } else { (k as u32 * 7) % 50 + if f.is_extended() { 0x10000 } else { 0 } };
+        f.id = if f.is_error() {
+            f.id
+        } else {
+            (k as u32 * 7) % 50 + if f.is_extended() { 0x10000 } else { 0 }
+        };
         f.timestamp_ns = T0 + k * 150_000_001; // ~50 minutes: crosses 09:00
         f.sender = sender;
         events.push(Event::Frame(f));
@@ -190,7 +194,11 @@ fn duckdb_answers_what_canmc_info_says() {
     let pq = tmp("lake.parquet");
     let part = tmp("lake-parts");
     let _ = std::fs::remove_dir_all(&part);
-    common::ok(&common::canmc(&["convert", cmc.to_str().unwrap(), pq.to_str().unwrap()]));
+    common::ok(&common::canmc(&[
+        "convert",
+        cmc.to_str().unwrap(),
+        pq.to_str().unwrap(),
+    ]));
     common::ok(&common::canmc(&[
         "convert",
         cmc.to_str().unwrap(),
@@ -241,8 +249,14 @@ fn duckdb_answers_what_canmc_info_says() {
     let lines: Vec<&str> = hours.lines().collect();
     assert_eq!(lines.len(), 2, "{hours}");
     // (DuckDB types `hour=08` as a string.)
-    assert!(lines[0].starts_with("2026-12-03 08 ") && lines[0].ends_with(" 8"), "{hours}");
-    assert!(lines[1].starts_with("2026-12-03 09 ") && lines[1].ends_with(" 9"), "{hours}");
+    assert!(
+        lines[0].starts_with("2026-12-03 08 ") && lines[0].ends_with(" 8"),
+        "{hours}"
+    );
+    assert!(
+        lines[1].starts_with("2026-12-03 09 ") && lines[1].ends_with(" 9"),
+        "{hours}"
+    );
     // And canmc reads its Parquet back to the events of the source.
     assert_eq!(read(&pq), read(&cmc));
 }
@@ -356,7 +370,10 @@ fn pycan_row(f: &CanFrame) -> String {
         u8::from(f.is_extended()),
         u8::from(f.is_remote()),
         u8::from(f.is_error()),
-        f.payload().iter().map(|b| format!("{b:02x}")).collect::<String>(),
+        f.payload()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
         u8::from(f.is_fd()),
         u8::from(f.brs()),
         u8::from(f.esi()),
@@ -401,7 +418,10 @@ fn python_can_mf4_reader_reads_what_canmc_writes() {
             // python-can's reader takes the DLC from the data length: the raw DLC
             // 9–15 shows as 8 there (canmc reads it back, see the round trip).
             let want = pycan_row(f);
-            assert!(same_row(r, &want), "compress {compress}:\n got  {r}\n want {want}");
+            assert!(
+                same_row(r, &want),
+                "compress {compress}:\n got  {r}\n want {want}"
+            );
         }
     }
 }
@@ -474,7 +494,11 @@ fn cli_converts_through_mf4_and_parquet() {
         args.extend(extra);
         common::ok(&common::canmc(&args));
         let back = tmp(&format!("{name}.parquet"));
-        common::ok(&common::canmc(&["convert", out.to_str().unwrap(), back.to_str().unwrap()]));
+        common::ok(&common::canmc(&[
+            "convert",
+            out.to_str().unwrap(),
+            back.to_str().unwrap(),
+        ]));
         assert_eq!(read(&back), events, "{name}");
         let info = stdout_of(
             &mut common::command(&["info", "--json", out.to_str().unwrap()]),

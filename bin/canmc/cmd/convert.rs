@@ -8,7 +8,10 @@ use crate::{convert_failure, stopped, Failure};
 
 pub(crate) fn run(a: ConvertArgs) -> Result<(), Failure> {
     let in_format = FileFormat::from_path(&a.input).map_err(|e| Failure::usage(e.to_string()))?;
-    let out_format = a.out.format(&a.output).map_err(|e| Failure::usage(e.to_string()))?;
+    let out_format = a
+        .out
+        .format(&a.output)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     if !a.input.exists() {
         return Err(Failure::runtime(format!(
             "{}: no such file",
@@ -18,8 +21,7 @@ pub(crate) fn run(a: ConvertArgs) -> Result<(), Failure> {
     let total_bytes = std::fs::metadata(&a.input).map(|m| m.len()).unwrap_or(0);
     let mut opts = WriterOptions::default();
     a.out.apply(&mut opts);
-    let mut writer = conv::create_writer(&a.output, out_format, opts)
-        .map_err(convert_failure)?;
+    let mut writer = conv::create_writer(&a.output, out_format, opts).map_err(convert_failure)?;
     let mut progress = Progress::new(total_bytes, in_format);
     let mut write_error = None;
     let read = conv::read_events(

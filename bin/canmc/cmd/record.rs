@@ -58,7 +58,10 @@ impl canmc::engine::InlineConsumer for RecordSink {
 
 pub(crate) fn run(a: RecordArgs) -> Result<(), Failure> {
     let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
-    let format = a.out.format(&a.output).map_err(|e| Failure::usage(e.to_string()))?;
+    let format = a
+        .out
+        .format(&a.output)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let mut opts = WriterOptions {
         recorder: RecorderOptions {
             segment_size: a.segment_size << 20,
