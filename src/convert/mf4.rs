@@ -939,7 +939,7 @@ fn read_group(src: &Src, cg: &Block) -> Result<Group, Bad> {
                 g.kind = Some(kind);
             }
         }
-        let member = name.rsplit_once('.').map(|(p, m)| (p, m));
+        let member = name.rsplit_once('.');
         if let Some((prefix, member)) = member {
             if KINDS.iter().any(|k| k.name() == prefix) {
                 if let Some(i) = MEMBERS.iter().position(|&m| m == member) {
@@ -1356,16 +1356,13 @@ pub fn read(
         c.advance(&src).map_err(|m| fail(0, m))?;
     }
     let mut frame_no = 0u64;
-    loop {
-        let Some(ci) = cursors
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.ready.map(|(_, ns)| (ns, i)))
-            .min()
-            .map(|(_, i)| i)
-        else {
-            break;
-        };
+    while let Some(ci) = cursors
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| c.ready.map(|(_, ns)| (ns, i)))
+        .min()
+        .map(|(_, i)| i)
+    {
         let c = &mut cursors[ci];
         let (gi, ns) = c.ready.expect("chosen for its record");
         frame_no += 1;
