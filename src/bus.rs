@@ -19,19 +19,23 @@
 //! # }
 //! ```
 
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
-use crate::frame::{CanFrame, FrameError, SenderAddr};
-use crate::recv::{self, DatagramSource, IoMode, RecvConfig};
-use crate::seq::SeqEvent;
+use crate::engine::{Accounting, Deliver, Refused, SenderFilter, Stats};
+use crate::event::Event;
+use crate::frame::{CanFrame, FrameError};
+use crate::recv::{self, DatagramSource, Demux, IoMode, RecvConfig};
 use crate::socket::{McastConfig, RecvSocket, SendSocket};
-use crate::wire::{native, pycan, DecodeError, Demux};
+use crate::sys::now_ns;
+use crate::wire::{native, pycan};
 
 /// How to open a [`Bus`].
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct BusConfig {
     /// Group, port, interface, TTL, loopback, sources.
     pub net: McastConfig,
@@ -45,19 +49,9 @@ pub struct BusConfig {
     pub auth_key: Option<native::AuthKey>,
 }
 
-impl fmt::Debug for BusConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The key never goes into logs.
-        f.debug_struct("BusConfig")
-            .field("net", &self.net)
-            .field("io", &self.io)
-            .field("recv_own", &self.recv_own)
-            .field("auth_key", &self.auth_key.map(|_| "<key>"))
-            .finish()
-    }
-}
-
 impl BusConfig {
+    /// Receives from and sends to `net`, on the automatic receive path, without our own
+    /// frames and without authentication.
     pub fn new(net: McastConfig) -> Self {
         BusConfig {
             net,
@@ -97,22 +91,15 @@ impl From<io::Error> for SendError {
 /// What a bus has seen so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BusCounters {
+    /// Frames sent.
     pub frames_sent: u64,
-    pub frames_received: u64,
-    pub datagrams_received: u64,
-    /// Datagrams this bus sent and got back, dropped because `recv_own` is off.
+    /// Datagrams this bus sent and got back, dropped because `recv_own` is off (they
+    /// are also in `received.filtered`, with those from senders outside `--source`).
     pub own_dropped: u64,
-    /// Datagrams from senders outside `--source`.
-    pub foreign_dropped: u64,
-    /// Frames lost because more arrived in one batch than the bus buffers.
-    pub overflow_dropped: u64,
-    pub decode_errors: [u64; DecodeError::COUNT],
-    /// The kernel's drop counter for the receive socket.
-    pub kernel_drops: u64,
-    /// Native datagrams missing from their senders' sequences (net of late arrivals).
-    pub seq_gaps: u64,
-    /// Native datagrams received twice (their frames were delivered once).
-    pub duplicates: u64,
+    /// The receive side, counted as the engine counts ([`Stats`]): `frames` decoded,
+    /// `ring_drops` the frames lost because more arrived in one batch than the bus
+    /// buffers, `filtered` the datagrams refused for their sender.
+    pub received: Stats,
 }
 
 /// Frames buffered between `recv` calls; one receive batch is at most this many frames.
@@ -122,12 +109,10 @@ const PENDING_CAPACITY: usize = 8192;
 pub struct Bus {
     tx: SendSocket,
     rx: Box<dyn DatagramSource>,
-    own: SenderAddr,
-    recv_own: bool,
-    sources: Vec<std::net::IpAddr>,
-    pending: VecDeque<CanFrame>,
-    demux: Demux,
-    counters: BusCounters,
+    acct: Accounting,
+    pending: Pending,
+    frames_sent: u64,
+    own_dropped: u64,
     encode_buf: Box<[u8; pycan::MAX_ENCODED]>,
     keyed: Option<KeyedTx>,
 }
@@ -148,15 +133,18 @@ impl Bus {
         let rx_sock = RecvSocket::open(&cfg.net)?;
         let tx = SendSocket::open(&cfg.net)?;
         let (rx, _note) = recv::open_source(rx_sock.into_socket(), cfg.io, &RecvConfig::default())?;
+        let own = (!cfg.recv_own).then(|| tx.local_addr());
         Ok(Bus {
-            own: SenderAddr::from(tx.local_addr()),
+            acct: Accounting::new(
+                SenderFilter::new(own, &cfg.net.sources),
+                Demux::with_key(cfg.auth_key),
+                None,
+            ),
             tx,
             rx,
-            recv_own: cfg.recv_own,
-            sources: cfg.net.sources.clone(),
-            pending: VecDeque::with_capacity(PENDING_CAPACITY),
-            demux: Demux::with_key(cfg.auth_key),
-            counters: BusCounters::default(),
+            pending: Pending(VecDeque::with_capacity(PENDING_CAPACITY)),
+            frames_sent: 0,
+            own_dropped: 0,
             encode_buf: Box::new([0u8; pycan::MAX_ENCODED]),
             keyed: cfg.auth_key.map(|key| {
                 let enc = native::Encoder::with_key(native::random_sender_id(), 0, Some(key));
@@ -185,7 +173,7 @@ impl Bus {
             let n = pycan::encode(&f, &mut self.encode_buf);
             self.tx.send(&self.encode_buf[..n])?;
         }
-        self.counters.frames_sent += 1;
+        self.frames_sent += 1;
         Ok(())
     }
 
@@ -193,55 +181,27 @@ impl Bus {
     pub fn recv(&mut self, timeout: Duration) -> io::Result<Option<CanFrame>> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(f) = self.pending.pop_front() {
+            if let Some(f) = self.pending.0.pop_front() {
                 return Ok(Some(f));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             let Bus {
                 rx,
+                acct,
                 pending,
-                demux,
-                counters,
-                own,
-                recv_own,
-                sources,
+                own_dropped,
                 ..
             } = self;
-            rx.poll(left, &mut |datagram, meta| {
-                counters.datagrams_received += 1;
-                counters.kernel_drops = meta.kernel_drops as u64;
-                if !*recv_own && meta.sender == *own {
-                    counters.own_dropped += 1;
-                    return;
-                }
-                if !sources.is_empty()
-                    && !meta
-                        .sender
-                        .get()
-                        .is_some_and(|sa| sources.contains(&sa.ip()))
-                {
-                    counters.foreign_dropped += 1;
-                    return;
-                }
-                let out = demux.decode(datagram, meta, |frame| {
-                    if pending.len() < PENDING_CAPACITY {
-                        pending.push_back(frame);
-                        counters.frames_received += 1;
-                    } else {
-                        counters.overflow_dropped += 1;
-                    }
-                });
-                if let Some(kind) = out.error {
-                    counters.decode_errors[kind as usize] += out.error_count();
-                }
-                match out.seq {
-                    Some(SeqEvent::Gap { lost }) => counters.seq_gaps += lost,
-                    Some(SeqEvent::Late) => counters.seq_gaps = counters.seq_gaps.saturating_sub(1),
-                    Some(SeqEvent::Duplicate) => counters.duplicates += 1,
-                    _ => {}
+            let n = rx.poll(left, &mut |datagram, meta| {
+                if acct.on_datagram(datagram, meta, pending) == Err(Refused::Own) {
+                    *own_dropped += 1;
                 }
             })?;
-            if self.pending.is_empty() && Instant::now() >= deadline {
+            if n == 0 {
+                // Idle: drops at the end of a burst came with no datagram; ask the socket.
+                acct.note_socket_drops(rx.as_ref(), pending);
+            }
+            if self.pending.0.is_empty() && Instant::now() >= deadline {
                 return Ok(None);
             }
         }
@@ -249,7 +209,11 @@ impl Bus {
 
     /// Counters so far.
     pub fn counters(&self) -> BusCounters {
-        self.counters
+        BusCounters {
+            frames_sent: self.frames_sent,
+            own_dropped: self.own_dropped,
+            received: self.acct.stats,
+        }
     }
 
     /// The receive path in use.
@@ -263,9 +227,28 @@ impl Bus {
     }
 }
 
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+impl fmt::Debug for Bus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bus")
+            .field("local_addr", &self.tx.local_addr())
+            .field("io", &self.rx.mode())
+            .field("counters", &self.counters())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Frames waiting for `recv`; loss and drop events are only counted.
+struct Pending(VecDeque<CanFrame>);
+
+impl Deliver for Pending {
+    #[inline]
+    fn frame(&mut self, frame: CanFrame, stats: &mut Stats) {
+        if self.0.len() < PENDING_CAPACITY {
+            self.0.push_back(frame);
+        } else {
+            stats.ring_drops += 1;
+        }
+    }
+
+    fn control(&mut self, _: Event) {}
 }

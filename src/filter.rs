@@ -19,13 +19,28 @@ pub struct IdFilter {
     invert: bool,
 }
 
-/// A filter that is not `id:mask` or `id~mask`.
+/// A filter that is not `id:mask` or `id~mask`; each variant holds the filter as given.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterError(String);
+pub enum FilterError {
+    /// Neither a `:` nor a `~` between ID and mask, or both.
+    Separator(String),
+    /// The ID is not 1 to 8 hex digits.
+    Id(String),
+    /// The mask is not 1 to 8 hex digits.
+    Mask(String),
+}
 
 impl fmt::Display for FilterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        let (filter, problem) = match self {
+            FilterError::Separator(s) => (s, "no single ':' or '~'"),
+            FilterError::Id(s) => (s, "the ID is not 1 to 8 hex digits"),
+            FilterError::Mask(s) => (s, "the mask is not 1 to 8 hex digits"),
+        };
+        write!(
+            f,
+            "filter '{filter}' is not <id>:<mask> or <id>~<mask> (hex, e.g. 123:7FF): {problem}"
+        )
     }
 }
 
@@ -60,26 +75,21 @@ impl FromStr for IdFilter {
     /// Parses `123:7FF`, `12345678:1FFFFFFF` (8 ID digits set the extended flag, as in
     /// candump), or `123~7FF`.
     fn from_str(s: &str) -> Result<IdFilter, FilterError> {
-        let bad = || {
-            FilterError(format!(
-                "filter '{s}' is not <id>:<mask> or <id>~<mask> (hex, e.g. 123:7FF)"
-            ))
-        };
         let (sep, invert) = match (s.find(':'), s.find('~')) {
             (Some(i), None) => (i, false),
             (None, Some(i)) => (i, true),
-            _ => return Err(bad()),
+            _ => return Err(FilterError::Separator(s.to_owned())),
         };
         let (id_text, mask_text) = (&s[..sep], &s[sep + 1..]);
-        let hex = |t: &str| {
+        let hex = |t: &str, bad: fn(String) -> FilterError| {
             if t.is_empty() || t.len() > 8 {
-                return Err(bad());
+                return Err(bad(s.to_owned()));
             }
-            u32::from_str_radix(t, 16).map_err(|_| bad())
+            u32::from_str_radix(t, 16).map_err(|_| bad(s.to_owned()))
         };
-        let mut id = hex(id_text)?;
+        let mut id = hex(id_text, FilterError::Id)?;
         // candump clears the error flag from masks: error frames are not filtered by ID.
-        let mask = hex(mask_text)? & !CAN_ERR_FLAG;
+        let mask = hex(mask_text, FilterError::Mask)? & !CAN_ERR_FLAG;
         if id_text.len() == 8 {
             id |= CAN_EFF_FLAG;
         }
@@ -94,6 +104,7 @@ pub struct FilterSet {
 }
 
 impl FilterSet {
+    /// A set of these filters (empty: everything passes).
     pub fn new(filters: Vec<IdFilter>) -> Self {
         FilterSet { filters }
     }
@@ -107,6 +118,7 @@ impl FilterSet {
         Ok(FilterSet { filters })
     }
 
+    /// True when there are no filters (everything passes).
     pub fn is_empty(&self) -> bool {
         self.filters.is_empty()
     }
@@ -156,17 +168,24 @@ mod tests {
 
     #[test]
     fn rejects_bad_filters() {
-        for bad in [
-            "",
-            "123",
-            "123:",
-            ":7FF",
-            "12G:7FF",
-            "123:7FF~1",
-            "123456789:1",
+        use FilterError::*;
+        for (bad, want) in [
+            ("", Separator as fn(String) -> FilterError),
+            ("123", Separator),
+            ("123:", Mask),
+            (":7FF", Id),
+            ("12G:7FF", Id),
+            ("123:7FF~1", Separator),
+            ("123456789:1", Id),
+            ("123:7FG", Mask),
         ] {
-            assert!(bad.parse::<IdFilter>().is_err(), "{bad}");
+            assert_eq!(bad.parse::<IdFilter>(), Err(want(bad.to_owned())), "{bad}");
         }
+        let msg = "12G:7FF".parse::<IdFilter>().unwrap_err().to_string();
+        assert!(
+            msg.contains("12G:7FF") && msg.contains("the ID is not"),
+            "{msg}"
+        );
         let msg = "xyz".parse::<IdFilter>().unwrap_err().to_string();
         assert!(msg.contains("xyz") && msg.contains("<id>:<mask>"), "{msg}");
     }

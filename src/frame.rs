@@ -68,8 +68,11 @@ const CHANNEL_STR: u8 = 2;
 /// A borrowed view of a [`Channel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelRef<'a> {
+    /// No channel.
     None,
+    /// An integer channel (python-can `channel=0`).
     Int(i64),
+    /// A named channel (python-can `channel="can0"`).
     Str(&'a str),
 }
 
@@ -292,24 +295,39 @@ const _: () = assert!(std::mem::size_of::<CanFrame>() == 128);
 /// Why a frame is not valid. Every variant names the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameError {
+    /// A standard (11-bit) ID above 0x7FF.
     StdIdOutOfRange(u32),
+    /// An extended (29-bit) ID above 0x1FFFFFFF.
     ExtIdOutOfRange(u32),
+    /// A classic frame with more than 8 data bytes.
     ClassicTooLong(usize),
+    /// A CAN FD length that no DLC encodes (e.g. 9).
     FdLengthNotAllowed(usize),
+    /// A remote frame flagged CAN FD.
     RemoteFd,
+    /// A frame flagged both remote and error.
     RemoteError,
+    /// A remote frame that carries data bytes.
     RemoteWithData,
+    /// A remote frame requesting more than 8 bytes.
     RemoteLengthTooLarge(usize),
+    /// An error frame flagged CAN FD.
     ErrorFd,
+    /// An error frame with more than 8 data bytes.
     ErrorTooLong(usize),
+    /// Bit rate switch set on a frame that is not CAN FD.
     BrsWithoutFd,
+    /// Error state indicator set on a frame that is not CAN FD.
     EsiWithoutFd,
+    /// Flag bits this build does not define.
     UnknownFlags(u8),
     /// A raw DLC of 9–15 on something other than a classic frame with 8 data bytes.
     RawDlcNotAllowed(u8),
     /// The direction byte is neither Rx (0) nor Tx (1).
     UnknownDirection(u8),
+    /// A channel name longer than a frame can carry.
     ChannelTooLong(usize),
+    /// A channel name that is not UTF-8.
     ChannelNotUtf8,
     /// Text that is not can-utils frame syntax; the string says where.
     Syntax(String),
@@ -468,21 +486,27 @@ impl CanFrame {
         }
     }
 
+    /// 29-bit (extended) ID.
     pub fn is_extended(&self) -> bool {
         self.flags & flags::EXTENDED != 0
     }
+    /// Remote (RTR) frame.
     pub fn is_remote(&self) -> bool {
         self.flags & flags::RTR != 0
     }
+    /// Error frame.
     pub fn is_error(&self) -> bool {
         self.flags & flags::ERROR != 0
     }
+    /// CAN FD frame.
     pub fn is_fd(&self) -> bool {
         self.flags & flags::FD != 0
     }
+    /// CAN FD bit rate switch.
     pub fn brs(&self) -> bool {
         self.flags & flags::BRS != 0
     }
+    /// CAN FD error state indicator.
     pub fn esi(&self) -> bool {
         self.flags & flags::ESI != 0
     }

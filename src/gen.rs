@@ -19,13 +19,28 @@ pub enum Mode<T> {
     Fixed(T),
 }
 
-/// A `-I`/`-L`/`-D` argument that does not parse.
+/// A `-I`/`-L`/`-D` argument that does not parse; each variant holds the argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModeError(pub String);
+pub enum ModeError {
+    /// `-I` is not `r`, `i` or a hex ID.
+    Id(String),
+    /// `-L` is not `r`, `i` or a decimal length.
+    Len(String),
+    /// `-D` is not `r`, `i` or hex payload bytes.
+    Data(String),
+}
 
 impl fmt::Display for ModeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        let (what, arg) = match self {
+            ModeError::Id(s) => ("hex ID", s),
+            ModeError::Len(s) => ("length", s),
+            ModeError::Data(s) => ("hex payload", s),
+        };
+        write!(
+            f,
+            "{what} mode '{arg}' is not 'r' (random), 'i' (increment) or a {what}"
+        )
     }
 }
 
@@ -33,33 +48,29 @@ impl std::error::Error for ModeError {}
 
 fn parse_mode<T>(
     s: &str,
-    what: &str,
+    err: fn(String) -> ModeError,
     fixed: impl Fn(&str) -> Option<T>,
 ) -> Result<Mode<T>, ModeError> {
     match s {
         "r" => Ok(Mode::Random),
         "i" => Ok(Mode::Increment),
-        _ => fixed(s).map(Mode::Fixed).ok_or_else(|| {
-            ModeError(format!(
-                "{what} mode '{s}' is not 'r' (random), 'i' (increment) or a {what}"
-            ))
-        }),
+        _ => fixed(s).map(Mode::Fixed).ok_or_else(|| err(s.to_owned())),
     }
 }
 
 /// `-I`: `r`, `i` or a hex ID.
 pub fn parse_id_mode(s: &str) -> Result<Mode<u32>, ModeError> {
-    parse_mode(s, "hex ID", |t| u32::from_str_radix(t, 16).ok())
+    parse_mode(s, ModeError::Id, |t| u32::from_str_radix(t, 16).ok())
 }
 
 /// `-L`: `r`, `i` or a decimal length.
 pub fn parse_len_mode(s: &str) -> Result<Mode<u8>, ModeError> {
-    parse_mode(s, "length", |t| t.parse().ok())
+    parse_mode(s, ModeError::Len, |t| t.parse().ok())
 }
 
 /// `-D`: `r`, `i` or hex payload bytes.
 pub fn parse_data_mode(s: &str) -> Result<Mode<Payload>, ModeError> {
-    parse_mode(s, "hex payload", |t| t.parse().ok())
+    parse_mode(s, ModeError::Data, |t| t.parse().ok())
 }
 
 /// Fixed payload bytes for `-D <hex>`.
@@ -91,14 +102,23 @@ impl FromStr for Payload {
 /// What to generate.
 #[derive(Debug, Clone)]
 pub struct GenConfig {
+    /// CAN ID (`-I`): random, incrementing or fixed.
     pub id: Mode<u32>,
+    /// Data length (`-L`): random, incrementing or fixed.
     pub len: Mode<u8>,
+    /// Payload (`-D`): random, incrementing or fixed bytes.
     pub data: Mode<Payload>,
+    /// 29-bit IDs (`-e`).
     pub extended: bool,
+    /// CAN FD frames (`-f`).
     pub fd: bool,
+    /// FD frames with bit-rate switch (`-b`).
     pub brs: bool,
+    /// FD frames with the error-state indicator set (`-E`).
     pub esi: bool,
+    /// Remote (RTR) frames (`-R`).
     pub remote: bool,
+    /// Seed of the random modes: the same seed gives the same frames.
     pub seed: u64,
 }
 
@@ -376,10 +396,16 @@ mod tests {
             }),
             FrameError::FdLengthNotAllowed(9)
         );
-        assert!(parse_id_mode("xyz")
+        assert_eq!(parse_id_mode("xyz"), Err(ModeError::Id("xyz".into())));
+        assert_eq!(
+            parse_id_mode("xyz").unwrap_err().to_string(),
+            "hex ID mode 'xyz' is not 'r' (random), 'i' (increment) or a hex ID"
+        );
+        assert_eq!(parse_len_mode("-1"), Err(ModeError::Len("-1".into())));
+        assert_eq!(parse_data_mode("ABC"), Err(ModeError::Data("ABC".into())));
+        assert!(parse_data_mode("ABC")
             .unwrap_err()
             .to_string()
-            .contains("xyz"));
-        assert!(parse_data_mode("ABC").is_err());
+            .starts_with("hex payload mode 'ABC'"));
     }
 }

@@ -8,12 +8,17 @@
 //!                                                               │
 //! frame (the one frame type everything carries)                 └──► record (.cmc)
 //! ```
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 pub mod bus;
 pub mod convert;
 pub mod engine;
+pub mod event;
 pub mod filter;
 pub mod frame;
 pub mod gen;
+pub mod ping;
 pub mod record;
 pub mod recv;
 pub mod replay;
@@ -21,8 +26,13 @@ pub mod ring;
 pub mod send;
 pub mod seq;
 pub mod socket;
+pub mod stats;
 pub mod summary;
+mod sys;
+pub mod view;
 pub mod wire;
 
+pub use event::Event;
 pub use frame::{CanFrame, Channel, ChannelRef, Direction, FrameError, SenderAddr};
+pub use sys::now_ns;
 pub use wire::{DecodeError, WireFormat};

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use crate::convert::{read_events, ConvertError, FileFormat, ReadOptions};
-use crate::engine::Event;
+use crate::event::Event;
 use crate::filter::FilterSet;
 use crate::send::FrameSender;
 
@@ -25,6 +25,7 @@ pub struct ReplayOptions {
     pub max_gap: Option<Duration>,
     /// Window relative to the file's first frame.
     pub start: Option<Duration>,
+    /// End of the window, relative to the file's first frame.
     pub end: Option<Duration>,
     /// Only frames these candump filters pass are sent.
     pub filters: FilterSet,
@@ -35,6 +36,7 @@ pub struct ReplayOptions {
 /// What a replay did, and how closely it kept time.
 #[derive(Debug, Clone, Default)]
 pub struct ReplayStats {
+    /// Frames sent.
     pub frames: u64,
     /// Frames the filters or the window left out.
     pub skipped: u64,
@@ -44,6 +46,7 @@ pub struct ReplayStats {
     pub bad_lines: u64,
     /// How late each frame left compared with its due time (timed replay only).
     pub lateness: LatenessHistogram,
+    /// Wall time of the whole replay.
     pub elapsed: Duration,
 }
 

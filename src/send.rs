@@ -475,6 +475,7 @@ fn probe_gso(sock: &SendSocket) -> bool {
 ///
 /// Frames are validated: an invalid one is counted in [`FrameSender::rejected`] and
 /// never reaches the wire. Allocates only in `new`.
+#[derive(Debug)]
 pub struct FrameSender {
     tx: BatchSender,
     format: WireFormat,

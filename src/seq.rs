@@ -46,7 +46,10 @@ pub enum SeqEvent {
     /// The next sequence number.
     InOrder,
     /// Sequence numbers were skipped; `lost` of them are counted lost for now.
-    Gap { lost: u64 },
+    Gap {
+        /// Sequence numbers skipped.
+        lost: u64,
+    },
     /// Seen before.
     Duplicate,
     /// Arrived after a later one; filled a gap (already taken back off the loss count).

@@ -6,6 +6,7 @@
 //! [`crate::send`].
 
 use std::ffi::{CStr, CString};
+use std::fmt;
 use std::io;
 use std::mem;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -72,45 +73,105 @@ impl McastConfig {
 
     /// Checks what can be checked without touching the system: the group is multicast,
     /// and an interface address and the sources are of the group's family.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), McastConfigError> {
         if !self.group.is_multicast() {
-            return Err(format!(
-                "{} is not a multicast group address (IPv4 224.0.0.0/4, IPv6 ff00::/8)",
-                self.group
-            ));
+            return Err(McastConfigError::NotMulticast { group: self.group });
         }
-        let family = |a: &IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
         if let Some(Ok(addr)) = self.iface.as_deref().map(str::parse::<IpAddr>) {
             if addr.is_ipv4() != self.group.is_ipv4() {
-                return Err(format!(
-                    "interface address {addr} is {} but group {} is {}",
-                    family(&addr),
-                    self.group,
-                    family(&self.group)
-                ));
+                return Err(McastConfigError::IfaceFamily {
+                    iface: addr,
+                    group: self.group,
+                });
             }
         }
-        for s in &self.sources {
+        for &s in &self.sources {
             if s.is_ipv4() != self.group.is_ipv4() {
-                return Err(format!(
-                    "source {s} is {} but group {} is {}",
-                    family(s),
-                    self.group,
-                    family(&self.group)
-                ));
+                return Err(McastConfigError::SourceFamily {
+                    source: s,
+                    group: self.group,
+                });
             }
             if s.is_multicast() || s.is_unspecified() {
-                return Err(format!("source {s} is not a unicast sender address"));
+                return Err(McastConfigError::SourceNotUnicast { source: s });
             }
         }
         if self.ttl > 255 {
-            return Err(format!("TTL / hop limit {} is above 255", self.ttl));
+            return Err(McastConfigError::TtlTooLarge { ttl: self.ttl });
         }
         Ok(())
     }
 }
 
+/// Why a [`McastConfig`] cannot work, found by [`McastConfig::validate`] before any
+/// socket is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum McastConfigError {
+    /// The group is not a multicast address.
+    NotMulticast {
+        /// The configured group.
+        group: IpAddr,
+    },
+    /// The interface is given by an address of the other family than the group's.
+    IfaceFamily {
+        /// The interface address.
+        iface: IpAddr,
+        /// The configured group.
+        group: IpAddr,
+    },
+    /// A source address is of the other family than the group's.
+    SourceFamily {
+        /// The source address.
+        source: IpAddr,
+        /// The configured group.
+        group: IpAddr,
+    },
+    /// A source address that cannot send (multicast or unspecified).
+    SourceNotUnicast {
+        /// The source address.
+        source: IpAddr,
+    },
+    /// A TTL / hop limit above 255.
+    TtlTooLarge {
+        /// The configured value.
+        ttl: u32,
+    },
+}
+
+impl fmt::Display for McastConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let family = |a: &IpAddr| if a.is_ipv4() { "IPv4" } else { "IPv6" };
+        match self {
+            McastConfigError::NotMulticast { group } => write!(
+                f,
+                "{group} is not a multicast group address (IPv4 224.0.0.0/4, IPv6 ff00::/8)"
+            ),
+            McastConfigError::IfaceFamily { iface, group } => write!(
+                f,
+                "interface address {iface} is {} but group {group} is {}",
+                family(iface),
+                family(group)
+            ),
+            McastConfigError::SourceFamily { source, group } => write!(
+                f,
+                "source {source} is {} but group {group} is {}",
+                family(source),
+                family(group)
+            ),
+            McastConfigError::SourceNotUnicast { source } => {
+                write!(f, "source {source} is not a unicast sender address")
+            }
+            McastConfigError::TtlTooLarge { ttl } => {
+                write!(f, "TTL / hop limit {ttl} is above 255")
+            }
+        }
+    }
+}
+
+impl std::error::Error for McastConfigError {}
+
 /// A socket joined to one group, ready for [`crate::recv`].
+#[derive(Debug)]
 pub struct RecvSocket {
     sock: Socket,
     warnings: Vec<String>,
@@ -120,7 +181,8 @@ impl RecvSocket {
     /// Opens, binds to `group:port`, joins (per source when `cfg.sources` is set) and
     /// turns on kernel timestamps and the drop counter.
     pub fn open(cfg: &McastConfig) -> io::Result<RecvSocket> {
-        cfg.validate().map_err(invalid)?;
+        cfg.validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let iface = cfg.iface.as_deref().map(Iface::resolve).transpose()?;
         let index = iface.as_ref().map_or(0, |i| i.index);
         let sock = new_udp(cfg.group)?;
@@ -196,6 +258,7 @@ impl RecvSocket {
 
 /// A socket connected to `group:port`, so its local address is the real source address
 /// receivers will see.
+#[derive(Debug)]
 pub struct SendSocket {
     sock: Socket,
     local: SocketAddr,
@@ -219,7 +282,8 @@ impl SendSocket {
     }
 
     fn open_with(cfg: &McastConfig, connect: bool) -> io::Result<SendSocket> {
-        cfg.validate().map_err(invalid)?;
+        cfg.validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let iface = cfg.iface.as_deref().map(Iface::resolve).transpose()?;
         let index = iface.as_ref().map_or(0, |i| i.index);
         let sock = new_udp(cfg.group)?;
@@ -307,10 +371,6 @@ fn new_udp(group: IpAddr) -> io::Result<Socket> {
     Socket::new(domain, Type::DGRAM.cloexec(), Some(Protocol::UDP))
 }
 
-fn invalid(msg: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidInput, msg)
-}
-
 /// Prefixes an OS error with what was being attempted, keeping its kind.
 fn ctx(e: io::Error, what: String) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
@@ -364,7 +424,7 @@ fn set_rcvbuf(sock: &Socket, want: usize, warnings: &mut Vec<String>) -> io::Res
 
 /// The warning for a receive buffer of `got` bytes (as `SO_RCVBUF` reads back, which
 /// the kernel doubles for its bookkeeping) when `want` was asked for.
-pub fn rcvbuf_warning(want: usize, got: usize) -> Option<String> {
+pub(crate) fn rcvbuf_warning(want: usize, got: usize) -> Option<String> {
     (got < want).then(|| {
         format!(
             "receive buffer capped at {} (asked {}); raise net.core.rmem_max \
@@ -419,7 +479,7 @@ fn join_source(sock: &Socket, group: IpAddr, source: IpAddr, index: u32) -> io::
 
 /// An interface resolved from a name or an address.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Iface {
+pub(crate) struct Iface {
     /// Kernel interface index.
     pub index: u32,
     /// Its name.
@@ -430,7 +490,7 @@ pub struct Iface {
 
 impl Iface {
     /// Resolves `"lo"`, `"eth0"` or an address such as `"192.0.2.7"` to an interface.
-    pub fn resolve(spec: &str) -> io::Result<Iface> {
+    pub(crate) fn resolve(spec: &str) -> io::Result<Iface> {
         let not_found = |what: String| io::Error::new(io::ErrorKind::NotFound, what);
         let want_addr = spec.parse::<IpAddr>().ok();
         let mut found: Option<Iface> = None;
@@ -541,19 +601,52 @@ mod tests {
 
     #[test]
     fn validate_rejects_mixed_families_and_unicast_groups() {
+        let v6 = IpAddr::V6(DEFAULT_GROUP_V6);
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let mut c = McastConfig::new("10.0.0.1".parse().unwrap(), 1);
-        assert!(c.validate().unwrap_err().contains("not a multicast"));
-        c.group = IpAddr::V6(DEFAULT_GROUP_V6);
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            e,
+            McastConfigError::NotMulticast {
+                group: "10.0.0.1".parse().unwrap()
+            }
+        );
+        assert!(e.to_string().contains("10.0.0.1 is not a multicast"), "{e}");
+        c.group = v6;
         c.iface = Some("127.0.0.1".into());
-        assert!(c.validate().unwrap_err().contains("is IPv4 but group"));
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            e,
+            McastConfigError::IfaceFamily {
+                iface: lo,
+                group: v6
+            }
+        );
+        assert!(e.to_string().contains("127.0.0.1 is IPv4 but group"), "{e}");
         c.iface = None;
-        c.sources = vec!["127.0.0.1".parse().unwrap()];
-        assert!(c
-            .validate()
-            .unwrap_err()
-            .contains("source 127.0.0.1 is IPv4"));
+        c.sources = vec![lo];
+        let e = c.validate().unwrap_err();
+        assert_eq!(
+            e,
+            McastConfigError::SourceFamily {
+                source: lo,
+                group: v6
+            }
+        );
+        assert!(e.to_string().contains("source 127.0.0.1 is IPv4"), "{e}");
+        c.sources = vec!["ff02::1".parse().unwrap()];
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("not a unicast sender"), "{e}");
         c.sources = vec!["fe80::1".parse().unwrap()];
         assert!(c.validate().is_ok());
+        c.ttl = 256;
+        let e = c.validate().unwrap_err();
+        assert_eq!(e, McastConfigError::TtlTooLarge { ttl: 256 });
+        assert_eq!(e.to_string(), "TTL / hop limit 256 is above 255");
+        // What `RecvSocket::open` makes of it: an InvalidInput error with the same text.
+        let io = RecvSocket::open(&c).err().unwrap();
+        assert_eq!(io.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(io.to_string(), e.to_string());
     }
 
     #[test]

@@ -1,9 +1,15 @@
 //! The end-of-run summary every long-running command prints: as text for people, or as
-//! one JSON object (`--json`) for scripts.
+//! one JSON object (`--json`) for scripts. Both come from the engine's one counter list
+//! ([`Stats`]), so a counter added there shows up here.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use serde::Serialize;
+
+use crate::engine::{Show, Stats};
 use crate::wire::DecodeError;
 
 /// Totals of one run.
@@ -13,93 +19,86 @@ pub struct Summary {
     pub command: &'static str,
     /// Receive path in use (`uring`, `mmsg`), for receiving commands.
     pub io: Option<&'static str>,
-    pub frames: u64,
-    pub datagrams: u64,
-    pub bytes: u64,
+    /// The counters. Receiving commands: the engine's, with `frames` the frames the
+    /// command kept and `filtered` including its ID filters. Sending commands: frames,
+    /// datagrams and bytes sent.
+    pub stats: Stats,
+    /// How long the run took.
     pub elapsed: Duration,
-    pub decode_errors: [u64; DecodeError::COUNT],
-    pub kernel_drops: u64,
-    pub ring_drops: u64,
-    pub seq_gaps: u64,
-    /// Native datagrams received twice (their frames were kept once).
-    pub duplicates: u64,
-    /// Native datagrams that arrived after a later one.
-    pub reordered: u64,
-    /// Native senders seen.
-    pub senders: u64,
-    /// Frames dropped by a filter (own frames, `--source`, ID filters).
-    pub filtered: u64,
     /// Sending commands: datagrams discarded while the group was unreachable.
     pub unsent: u64,
     /// Sending commands: network outages ridden out.
     pub outages: u64,
 }
 
+/// The JSON form: the command, the counters of [`Stats`] by their keys, then timing
+/// and the sending side.
+#[derive(Serialize)]
+struct Json<'a> {
+    command: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    io: Option<&'a str>,
+    #[serde(flatten)]
+    stats: &'a Stats,
+    elapsed_s: f64,
+    rate_fps: f64,
+    unsent: u64,
+    outages: u64,
+}
+
 impl Summary {
+    /// All decode errors together.
     pub fn decode_errors_total(&self) -> u64 {
-        self.decode_errors.iter().sum()
+        self.stats.decode_errors_total()
     }
 
     /// Frames per second over the run.
     pub fn rate(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
-            self.frames as f64 / secs
+            self.stats.frames as f64 / secs
         } else {
             0.0
         }
     }
 
-    /// One JSON object on one line, no trailing newline.
+    /// One JSON object on one line, no trailing newline. Elapsed seconds are rounded to
+    /// microseconds, the rate to a tenth of a frame per second.
     pub fn to_json(&self) -> String {
-        let mut s = String::with_capacity(512);
-        let _ = write!(s, "{{\"command\":\"{}\"", self.command);
-        if let Some(io) = self.io {
-            let _ = write!(s, ",\"io\":\"{io}\"");
-        }
-        let _ = write!(
-            s,
-            ",\"frames\":{},\"datagrams\":{},\"bytes\":{},\"elapsed_s\":{:.6},\"rate_fps\":{:.1}",
-            self.frames,
-            self.datagrams,
-            self.bytes,
-            self.elapsed.as_secs_f64(),
-            self.rate()
-        );
-        s.push_str(",\"decode_errors\":{");
-        for (i, kind) in DecodeError::ALL.iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            let _ = write!(s, "\"{}\":{}", kind.name(), self.decode_errors[i]);
-        }
-        let _ = write!(
-            s,
-            "}},\"decode_errors_total\":{},\"kernel_drops\":{},\"ring_drops\":{},\"seq_gaps\":{},\"duplicates\":{},\"reordered\":{},\"senders\":{},\"filtered\":{},\"unsent\":{},\"outages\":{}}}",
-            self.decode_errors_total(),
-            self.kernel_drops,
-            self.ring_drops,
-            self.seq_gaps,
-            self.duplicates,
-            self.reordered,
-            self.senders,
-            self.filtered,
-            self.unsent,
-            self.outages
-        );
-        s
+        let round = |x: f64, scale: f64| (x * scale).round() / scale;
+        let json = Json {
+            command: self.command,
+            io: self.io,
+            stats: &self.stats,
+            elapsed_s: round(self.elapsed.as_secs_f64(), 1e6),
+            rate_fps: round(self.rate(), 10.0),
+            unsent: self.unsent,
+            outages: self.outages,
+        };
+        // Serializing numbers and strings into a String cannot fail.
+        serde_json::to_string(&json).unwrap_or_default()
     }
 
     /// A few lines for people; decode errors are listed by kind when there are any.
     pub fn to_text(&self) -> String {
-        let mut s = String::new();
-        let _ = write!(
-            s,
-            "canmc {}: {} frames, {} datagrams, {} bytes in {:.3} s ({:.0} frames/s)",
+        let counts = || Stats::TEXT.iter().zip(self.stats.values());
+        let joined = |show: Show, value_first: bool| {
+            counts()
+                .filter(|((_, s), _)| *s == show)
+                .map(|((label, _), v)| {
+                    if value_first {
+                        format!("{v} {label}")
+                    } else {
+                        format!("{label} {v}")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut s = format!(
+            "canmc {}: {} in {:.3} s ({:.0} frames/s)",
             self.command,
-            self.frames,
-            self.datagrams,
-            self.bytes,
+            joined(Show::Headline, true),
             self.elapsed.as_secs_f64(),
             self.rate()
         );
@@ -108,19 +107,12 @@ impl Summary {
         }
         let _ = write!(
             s,
-            "\n  decode errors {}, kernel drops {}, ring drops {}, sequence gaps {}, filtered {}",
+            "\n  decode errors {}, {}",
             self.decode_errors_total(),
-            self.kernel_drops,
-            self.ring_drops,
-            self.seq_gaps,
-            self.filtered
+            joined(Show::Always, false)
         );
-        if self.duplicates + self.reordered > 0 {
-            let _ = write!(
-                s,
-                "\n  native datagrams duplicated {}, reordered {}",
-                self.duplicates, self.reordered
-            );
+        if counts().any(|((_, show), v)| *show == Show::Native && v > 0) {
+            let _ = write!(s, "\n  native datagrams {}", joined(Show::Native, false));
         }
         if self.outages > 0 {
             let _ = write!(
@@ -131,9 +123,10 @@ impl Summary {
         }
         if self.decode_errors_total() > 0 {
             s.push_str("\n  decode errors by kind:");
-            for (i, kind) in DecodeError::ALL.iter().enumerate() {
-                if self.decode_errors[i] > 0 {
-                    let _ = write!(s, " {}={}", kind.name(), self.decode_errors[i]);
+            for kind in DecodeError::ALL {
+                let n = self.stats.decode_error(kind);
+                if n > 0 {
+                    let _ = write!(s, " {}={n}", kind.name());
                 }
             }
         }
@@ -145,34 +138,73 @@ impl Summary {
 mod tests {
     use super::*;
 
-    #[test]
-    fn json_has_every_counter() {
+    fn sample() -> Summary {
         let mut sum = Summary {
             command: "dump",
             io: Some("uring"),
-            frames: 10,
-            datagrams: 10,
-            bytes: 1800,
+            stats: Stats {
+                frames: 10,
+                datagrams: 10,
+                bytes: 1800,
+                kernel_drops: 3,
+                ..Default::default()
+            },
             elapsed: Duration::from_secs(2),
-            kernel_drops: 3,
             ..Default::default()
         };
-        sum.decode_errors[DecodeError::NotMsgpack as usize] = 2;
+        sum.stats.decode_errors[DecodeError::NotMsgpack as usize] = 2;
+        sum
+    }
+
+    #[test]
+    fn json_has_every_counter() {
+        let sum = sample();
         let j = sum.to_json();
         assert!(
             j.starts_with("{\"command\":\"dump\",\"io\":\"uring\",\"frames\":10,"),
             "{j}"
         );
-        assert!(j.contains("\"rate_fps\":5.0"), "{j}");
-        assert!(j.contains("\"not_msgpack\":2"), "{j}");
-        assert!(
-            j.contains("\"decode_errors_total\":2,\"kernel_drops\":3"),
-            "{j}"
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["rate_fps"], 5.0, "{j}");
+        assert_eq!(v["elapsed_s"], 2.0, "{j}");
+        assert_eq!(v["decode_errors"]["not_msgpack"], 2, "{j}");
+        assert_eq!(v["decode_errors_total"], 2, "{j}");
+        assert_eq!(v["kernel_drops"], 3, "{j}");
+        for key in Stats::KEYS.iter().chain(&["unsent", "outages"]) {
+            assert!(v[key].is_u64(), "{key} missing: {j}");
+        }
+        for kind in DecodeError::ALL {
+            assert!(v["decode_errors"][kind.name()].is_u64(), "{j}");
+        }
+        // A send-only summary has no `io`.
+        let send = Summary {
+            command: "gen",
+            ..Default::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&send.to_json()).unwrap();
+        assert!(v.get("io").is_none());
+    }
+
+    #[test]
+    fn text_reads_as_before() {
+        let t = sample().to_text();
+        assert_eq!(
+            t,
+            "canmc dump: 10 frames, 10 datagrams, 1800 bytes in 2.000 s (5 frames/s) via uring\n  \
+             decode errors 2, kernel drops 3, ring drops 0, sequence gaps 0, filtered 0\n  \
+             decode errors by kind: not_msgpack=2"
         );
-        assert_eq!(j.matches('{').count(), j.matches('}').count());
-        let t = sum.to_text();
+        let mut s = sample();
+        s.stats.duplicates = 4;
+        s.outages = 1;
+        s.unsent = 7;
+        let t = s.to_text();
         assert!(
-            t.contains("not_msgpack=2") && t.contains("kernel drops 3"),
+            t.contains("\n  native datagrams duplicated 4, reordered 0\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("group unreachable 1 time(s): 7 datagrams not sent"),
             "{t}"
         );
     }

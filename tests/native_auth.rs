@@ -10,20 +10,22 @@ use std::time::Duration;
 
 use canmc::bus::{Bus, BusConfig};
 use canmc::frame::{CanFrame, Channel};
-use canmc::recv::RecvMeta;
+use canmc::recv::{Demux, RecvMeta};
 use canmc::send::FrameSender;
 use canmc::seq::SeqEvent;
 use canmc::socket::{McastConfig, SendSocket};
 use canmc::wire::native::{self, AuthKey, NativeBatcher, DEFAULT_MAX_DATAGRAM, TAG_LEN};
-use canmc::wire::{pycan, DecodeError, Demux, WireFormat};
+use canmc::wire::{pycan, DecodeError, WireFormat};
 use common::alloc::{allocs, assert_counter_works};
 use common::{canmc, command, hex, json_u64, ok, settle, spawn, tmpdir, wait_until_answering_with};
 
 #[global_allocator]
 static GLOBAL: common::alloc::Counting = common::alloc::Counting;
 
-const KEY: AuthKey = *b"0123456789abcdef0123456789abcdef";
-const OTHER: AuthKey = *b"0123456789abcdef0123456789abcdeX";
+const KEY_BYTES: [u8; 32] = *b"0123456789abcdef0123456789abcdef";
+const OTHER_BYTES: [u8; 32] = *b"0123456789abcdef0123456789abcdeX";
+const KEY: AuthKey = AuthKey::from_bytes(KEY_BYTES);
+const OTHER: AuthKey = AuthKey::from_bytes(OTHER_BYTES);
 
 fn frames() -> Vec<CanFrame> {
     [
@@ -44,6 +46,40 @@ fn frames() -> Vec<CanFrame> {
         f
     })
     .collect()
+}
+
+/// A configuration holding a key can be printed (logs, panics): its `Debug` output shows
+/// that there is a key, never the key, in any of the forms a key is written in.
+#[test]
+fn debug_of_a_config_never_shows_the_key() {
+    let engine = canmc::engine::EngineConfig {
+        auth_key: Some(KEY),
+        ..Default::default()
+    };
+    let mut bus = BusConfig::new(McastConfig::loopback_v4(42799));
+    bus.auth_key = Some(KEY);
+    let demux = Demux::with_key(Some(KEY));
+    let decimal = format!("{:?}", KEY_BYTES);
+    let forms = [
+        hex(&KEY_BYTES),
+        hex(&KEY_BYTES).to_uppercase(),
+        String::from_utf8(KEY_BYTES.to_vec()).unwrap(),
+        decimal[1..decimal.len() - 1].to_owned(),
+    ];
+    for text in [
+        format!("{engine:?}"),
+        format!("{engine:#?}"),
+        format!("{bus:?}"),
+        format!("{demux:?}"),
+        format!("{:?}", Some(KEY)),
+    ] {
+        assert!(text.contains("AuthKey(<hidden>)"), "{text}");
+        for form in &forms {
+            assert!(!text.contains(form.as_str()), "{form} in {text}");
+        }
+        // Not even a part of it (the first 8 bytes, in hex).
+        assert!(!text.contains(&hex(&KEY_BYTES[..8])), "{text}");
+    }
 }
 
 /// One datagram per frame group, sequence numbers 0, 1, 2, …, sealed with `key`.
@@ -310,20 +346,20 @@ fn keyed_buses_talk_and_a_stranger_counts_bad_auth() {
     assert!(stranger.recv(Duration::from_millis(300)).unwrap().is_none());
     let c = stranger.counters();
     assert_eq!(
-        c.decode_errors[DecodeError::BadAuth as usize],
+        c.received.decode_error(DecodeError::BadAuth),
         fs.len() as u64
     );
-    assert_eq!((c.frames_received, c.seq_gaps), (0, 0));
+    assert_eq!((c.received.frames, c.received.seq_gaps), (0, 0));
     // A python-can datagram from the plain bus is refused by the keyed one.
     plain.send(&fs[0]).unwrap();
     assert!(b.recv(Duration::from_millis(300)).unwrap().is_none());
-    assert_eq!(b.counters().decode_errors[DecodeError::BadAuth as usize], 1);
+    assert_eq!(b.counters().received.decode_error(DecodeError::BadAuth), 1);
 }
 
 /// [`KEY`] in the file `k` of `dir`; its path, for `--key-file`.
 fn key_file(dir: &std::path::Path) -> String {
     let k = dir.join("k");
-    std::fs::write(&k, KEY).unwrap();
+    std::fs::write(&k, KEY_BYTES).unwrap();
     k.to_str().unwrap().to_owned()
 }
 
@@ -332,7 +368,7 @@ fn cli_key_file_gen_to_dump() {
     let dir = tmpdir("auth");
     let k = &key_file(&dir);
     let other = dir.join("other");
-    std::fs::write(&other, hex(&OTHER) + "\n").unwrap();
+    std::fs::write(&other, hex(&OTHER_BYTES) + "\n").unwrap();
     let other = other.to_str().unwrap();
     let port = "42702";
     let n = 3000u64;

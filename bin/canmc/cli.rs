@@ -3,13 +3,21 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use canmc::convert::candump::TimeMode;
 use canmc::convert::{ConvertError, FileFormat, WriterOptions};
+use canmc::filter::IdFilter;
 use canmc::gen;
 use canmc::recv::IoMode;
 use canmc::wire::native;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[cfg(test)]
+mod tests;
+mod values;
+
+pub(crate) use values::LoopCount;
 
 /// CAN and CAN FD over UDP multicast, wire-compatible with python-can's udp_multicast.
 #[derive(Parser)]
@@ -37,12 +45,18 @@ pub(crate) enum Command {
     Convert(ConvertArgs),
     /// Frames, time span, rate, IDs and losses of a capture file.
     Info(InfoArgs),
+    /// A live table of the group (or a file), one row per ID: count, rate, period,
+    /// jitter, changing bytes, bus load and every loss counter.
+    Top(crate::cmd::top::TopArgs),
+    /// Draw a capture's rates, busiest IDs, inter-arrival times and losses
+    /// (.html, .svg or .png).
+    Plot(crate::cmd::plot::PlotArgs),
 }
 
 #[derive(Args, Clone)]
 pub(crate) struct NetArgs {
     /// Multicast group [default: ff15:7079:7468:6f6e:6465:6d6f:6d63:6173, or 239.74.163.2 with --iface lo]
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = values::group)]
     pub(crate) group: Option<IpAddr>,
     /// UDP port.
     #[arg(long, default_value_t = canmc::socket::DEFAULT_PORT)]
@@ -51,13 +65,13 @@ pub(crate) struct NetArgs {
     #[arg(long, value_name = "NAME|ADDR")]
     pub(crate) iface: Option<String>,
     /// IPv4 TTL / IPv6 hop limit [default: 1, 0 with --iface lo]
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(0..=255))]
     pub(crate) ttl: Option<u32>,
     /// Do not loop sent frames back to receivers on this host.
     #[arg(long)]
     pub(crate) no_loopback: bool,
     /// Accept frames only from this sender (repeatable).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = values::source)]
     pub(crate) source: Vec<IpAddr>,
     /// Authenticate native datagrams with the shared key in this file (32 raw bytes or
     /// 64 hex digits): senders add a tag, receivers drop anything else (as bad_auth).
@@ -101,8 +115,9 @@ pub(crate) struct SendOpts {
           value_parser = clap::value_parser!(u16).range(native::MIN_MAX_DATAGRAM as i64..=native::MAX_DATAGRAM_LIMIT as i64))]
     pub(crate) max_datagram: u16,
     /// Longest a native frame may wait for others to share its datagram, in ms.
-    #[arg(long, value_name = "MS", default_value_t = 1.0)]
-    pub(crate) linger: f64,
+    #[arg(long, value_name = "MS", default_value = "1", allow_negative_numbers = true,
+          value_parser = values::linger_ms)]
+    pub(crate) linger: Duration,
 }
 
 #[derive(Args, Clone)]
@@ -114,16 +129,23 @@ pub(crate) struct RecvOpts {
     #[arg(long)]
     pub(crate) no_answer: bool,
     /// Stop after this many frames.
-    #[arg(short = 'n', long = "count", value_name = "N")]
+    #[arg(
+        short = 'n',
+        long = "count",
+        value_name = "N",
+        allow_negative_numbers = true
+    )]
     pub(crate) count: Option<u64>,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
-    pub(crate) duration: Option<f64>,
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true,
+          value_parser = values::positive_secs)]
+    pub(crate) duration: Option<Duration>,
     /// After a small batch, wait this many milliseconds for more before handing frames
     /// on: far fewer wake-ups at moderate rates, at up to that much added latency
     /// (default: 0 for dump, 2 for record).
-    #[arg(long, value_name = "MS")]
-    pub(crate) coalesce: Option<f64>,
+    #[arg(long, value_name = "MS", allow_negative_numbers = true,
+          value_parser = values::coalesce_ms)]
+    pub(crate) coalesce: Option<Duration>,
     /// Print the summary as one JSON object on stdout.
     #[arg(long)]
     pub(crate) json: bool,
@@ -155,9 +177,13 @@ pub(crate) struct DumpArgs {
     /// Timestamps: a absolute, d delta, z from zero, A date.
     #[arg(short = 't', value_name = "a|d|z|A")]
     pub(crate) time: Option<TimeMode>,
+    /// Decode signals with this DBC file: after each frame the DBC knows, a line
+    /// `  Message: Signal=value unit (label), …`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) dbc: Option<PathBuf>,
     /// candump filters: <id>:<mask> (match) or <id>~<mask> (inverse), hex.
-    #[arg(value_name = "FILTER")]
-    pub(crate) filters: Vec<String>,
+    #[arg(value_name = "FILTER", value_parser = values::filter)]
+    pub(crate) filters: Vec<IdFilter>,
 }
 
 #[derive(Args)]
@@ -167,13 +193,15 @@ pub(crate) struct GenArgs {
     #[command(flatten)]
     pub(crate) opts: SendOpts,
     /// Frames per second.
-    #[arg(long, value_name = "FPS", conflicts_with = "gap")]
-    pub(crate) rate: Option<f64>,
+    #[arg(long = "rate", value_name = "FPS", conflicts_with = "gap",
+          allow_negative_numbers = true, value_parser = values::rate)]
+    pub(crate) rate_gap: Option<Duration>,
     /// Gap between frames in milliseconds (cangen -g).
-    #[arg(short = 'g', value_name = "MS")]
-    pub(crate) gap: Option<f64>,
+    #[arg(short = 'g', value_name = "MS", allow_negative_numbers = true,
+          value_parser = values::gap_ms)]
+    pub(crate) gap: Option<Duration>,
     /// Number of frames (default: until Ctrl-C).
-    #[arg(short = 'n', value_name = "N")]
+    #[arg(short = 'n', value_name = "N", allow_negative_numbers = true)]
     pub(crate) count: Option<u64>,
     /// ID mode: r random, i increment, or a hex ID.
     #[arg(short = 'I', default_value = "r", value_parser = gen::parse_id_mode)]
@@ -213,12 +241,13 @@ pub(crate) struct PingArgs {
     #[command(flatten)]
     pub(crate) net: NetArgs,
     /// Rounds of probes.
-    #[arg(short = 'c', value_name = "N", default_value_t = 1,
+    #[arg(short = 'c', value_name = "N", default_value_t = 1, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) count: u32,
     /// Seconds to wait for answers in each round.
-    #[arg(short = 'W', value_name = "SECS", default_value_t = 1.0)]
-    pub(crate) wait: f64,
+    #[arg(short = 'W', value_name = "SECS", default_value = "1", allow_negative_numbers = true,
+          value_parser = values::wait_secs)]
+    pub(crate) wait: Duration,
     /// One JSON object per answer.
     #[arg(long)]
     pub(crate) json: bool,
@@ -241,8 +270,8 @@ pub(crate) struct RecordArgs {
           value_parser = clap::value_parser!(u64).range(1..=65536))]
     pub(crate) segment_size: u64,
     /// candump filters: <id>:<mask> (match) or <id>~<mask> (inverse), hex.
-    #[arg(value_name = "FILTER")]
-    pub(crate) filters: Vec<String>,
+    #[arg(value_name = "FILTER", value_parser = values::filter)]
+    pub(crate) filters: Vec<IdFilter>,
 }
 
 #[derive(Args)]
@@ -258,25 +287,32 @@ pub(crate) struct ReplayArgs {
     #[arg(
         long,
         value_name = "FACTOR",
-        default_value_t = 1.0,
-        conflicts_with = "fast"
+        default_value = "1",
+        conflicts_with = "fast",
+        allow_negative_numbers = true,
+        value_parser = values::speed
     )]
     pub(crate) speed: f64,
     /// As fast as possible (sendmmsg + UDP GSO), ignoring timestamps.
     #[arg(long)]
     pub(crate) fast: bool,
     /// Play the file N times, or `i` for ever.
-    #[arg(long = "loop", value_name = "N|i", default_value = "1")]
+    #[arg(
+        long = "loop",
+        value_name = "N|i",
+        default_value = "1",
+        allow_negative_numbers = true
+    )]
     pub(crate) repeat: LoopCount,
     /// Shorten any gap between frames longer than this many seconds to this length.
-    #[arg(long, value_name = "SECS")]
-    pub(crate) skip_gaps: Option<f64>,
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = values::secs)]
+    pub(crate) skip_gaps: Option<Duration>,
     /// Start this many seconds after the file's first frame.
-    #[arg(long, value_name = "SECS")]
-    pub(crate) start: Option<f64>,
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = values::secs)]
+    pub(crate) start: Option<Duration>,
     /// Stop this many seconds after the file's first frame.
-    #[arg(long, value_name = "SECS")]
-    pub(crate) end: Option<f64>,
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true, value_parser = values::secs)]
+    pub(crate) end: Option<Duration>,
     /// Skip lines of a .log that do not parse instead of stopping at the first.
     #[arg(long)]
     pub(crate) skip_bad: bool,
@@ -292,25 +328,8 @@ pub(crate) struct ReplayArgs {
     #[arg(long)]
     pub(crate) json: bool,
     /// candump filters: <id>:<mask> (match) or <id>~<mask> (inverse), hex.
-    #[arg(short = 'f', long = "filter", value_name = "FILTER")]
-    pub(crate) filters: Vec<String>,
-}
-
-/// `--loop`: a count or `i` (infinite).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct LoopCount(pub(crate) Option<u64>);
-
-impl std::str::FromStr for LoopCount {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "i" | "inf" => Ok(LoopCount(None)),
-            _ => match s.parse::<u64>() {
-                Ok(n) if n >= 1 => Ok(LoopCount(Some(n))),
-                _ => Err(format!("'{s}' is not a count ≥ 1 or 'i'")),
-            },
-        }
-    }
+    #[arg(short = 'f', long = "filter", value_name = "FILTER", value_parser = values::filter)]
+    pub(crate) filters: Vec<IdFilter>,
 }
 
 #[derive(Args)]
@@ -327,6 +346,10 @@ pub(crate) struct ConvertArgs {
     /// Skip lines of a text input that do not parse instead of stopping at the first.
     #[arg(long)]
     pub(crate) skip_bad: bool,
+    /// Decode signals with this DBC file into OUT, which must be a .csv: one row per
+    /// signal (timestamp,channel,id,message,signal,value,unit,label).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) dbc: Option<PathBuf>,
 }
 
 /// Output options of the file formats that have any (`record`, `convert`).

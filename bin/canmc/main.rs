@@ -8,6 +8,7 @@
 use std::io;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use canmc::convert as conv;
 use clap::Parser;
@@ -21,22 +22,22 @@ macro_rules! println {
         let _ = writeln!(std::io::stdout(), $($t)*);
     }};
 }
+macro_rules! print {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
 macro_rules! eprintln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
         let _ = writeln!(std::io::stderr(), $($t)*);
     }};
 }
-macro_rules! eprint {
-    ($($t:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stderr(), $($t)*);
-    }};
-}
-
 mod cli;
 mod cmd;
 mod term;
+mod tui;
 
 use cli::{Cli, Command};
 
@@ -61,25 +62,21 @@ impl Failure {
     }
 }
 
-pub(crate) static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by SIGINT or SIGTERM; every command polls it through [`stopped`] and winds down
+/// (a recorder drains what had arrived, a sender flushes what is queued).
+static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::Relaxed);
-}
-
-pub(crate) fn install_signal_handlers() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe; the
-        // sigaction struct is fully initialised before the call.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+/// SIGINT and SIGTERM set [`STOP`] instead of ending the process (signal-hook's handler
+/// only stores to the atomic, which is async-signal-safe).
+fn install_signal_handlers() {
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(sig, Arc::clone(&STOP)) {
+            eprintln!("canmc: warning: cannot catch signal {sig}: {e}");
         }
     }
 }
 
+/// True once SIGINT or SIGTERM arrived.
 pub(crate) fn stopped() -> bool {
     STOP.load(Ordering::Relaxed)
 }
@@ -117,6 +114,8 @@ fn main() -> ExitCode {
         Command::Replay(a) => cmd::replay::run(a),
         Command::Convert(a) => cmd::convert::run(a),
         Command::Info(a) => cmd::info::run(a),
+        Command::Top(a) => cmd::top::run(a),
+        Command::Plot(a) => cmd::plot::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

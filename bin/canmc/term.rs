@@ -9,36 +9,54 @@ use std::time::{Duration, Instant};
 use canmc::convert::FileFormat;
 use canmc::send::SendHealth;
 use canmc::summary::Summary;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// Prints a live status line on stderr while a command runs, when stderr is a terminal.
+/// A live status line on stderr while a command runs ("N frames  R frames/s  drops D
+/// gaps G"), drawn by indicatif when stderr is a terminal and hidden otherwise. It is
+/// redrawn at most twice a second, never from the per-frame path.
 pub(crate) struct StatusLine {
-    enabled: bool,
+    bar: Option<ProgressBar>,
     last: Instant,
 }
 
 impl StatusLine {
+    /// A status line, drawn only if `enabled` and stderr is a terminal.
     pub(crate) fn new(enabled: bool) -> Self {
+        let bar = (enabled && io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("{msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            bar
+        });
         StatusLine {
-            enabled: enabled && io::stderr().is_terminal(),
+            bar,
             last: Instant::now(),
         }
     }
 
-    pub(crate) fn update(&mut self, start: Instant, frames: u64, extra: &str) {
-        if !self.enabled || self.last.elapsed() < Duration::from_millis(500) {
+    /// Shows `frames` and their rate since `start`, and `(drops, gaps)` if given; does
+    /// nothing when called again within half a second.
+    pub(crate) fn update(&mut self, start: Instant, frames: u64, losses: Option<(u64, u64)>) {
+        let Some(bar) = &self.bar else { return };
+        if self.last.elapsed() < Duration::from_millis(500) {
             return;
         }
         self.last = Instant::now();
-        let secs = start.elapsed().as_secs_f64().max(1e-9);
-        eprint!(
-            "\r\x1b[K{frames} frames  {:.0} frames/s  {extra}",
-            frames as f64 / secs
-        );
+        let rate = frames as f64 / start.elapsed().as_secs_f64().max(1e-9);
+        bar.set_message(match losses {
+            Some((drops, gaps)) => {
+                format!("{frames} frames  {rate:.0} frames/s  drops {drops} gaps {gaps}")
+            }
+            None => format!("{frames} frames  {rate:.0} frames/s"),
+        });
     }
 
+    /// Removes the line (before the summary is printed).
     pub(crate) fn clear(&self) {
-        if self.enabled {
-            eprint!("\r\x1b[K");
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }
@@ -107,16 +125,17 @@ impl OutageReport {
     }
 }
 
-/// A progress bar on stderr for long conversions, when stderr is a terminal. The total
-/// is estimated from the input's size and its format's typical bytes per event.
+/// A progress bar on stderr for long conversions (inputs over 8 MiB), drawn by
+/// indicatif when stderr is a terminal. The total is estimated from the input's size and
+/// its format's typical bytes per event, so the bar stops at 99 % until the end.
 pub(crate) struct Progress {
-    enabled: bool,
+    bar: Option<ProgressBar>,
     estimate: u64,
     done: u64,
-    last: Instant,
 }
 
 impl Progress {
+    /// A bar for converting `total_bytes` of `format`.
     pub(crate) fn new(total_bytes: u64, format: FileFormat) -> Progress {
         let per_event = match format {
             FileFormat::Cmc => 32,
@@ -127,36 +146,39 @@ impl Progress {
             FileFormat::Mf4 => 40,
             FileFormat::Parquet => 8,
         };
+        let estimate = (total_bytes / per_event).max(1);
+        let bar = (io::stderr().is_terminal() && total_bytes > 8 << 20).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(estimate), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("[{bar:25}] ~{percent:>2}%  {msg} events")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("## "),
+            );
+            bar
+        });
         Progress {
-            enabled: io::stderr().is_terminal() && total_bytes > 8 << 20,
-            estimate: (total_bytes / per_event).max(1),
+            bar,
+            estimate,
             done: 0,
-            last: Instant::now(),
         }
     }
 
+    /// One more event converted; the bar moves every 4096 events (indicatif limits the
+    /// redraws to its own rate).
     pub(crate) fn tick(&mut self) {
         self.done += 1;
-        if !self.enabled
-            || self.done % 4096 != 0
-            || self.last.elapsed() < Duration::from_millis(200)
-        {
+        let Some(bar) = &self.bar else { return };
+        if self.done % 4096 != 0 {
             return;
         }
-        self.last = Instant::now();
-        let pct = (self.done * 100 / self.estimate).min(99);
-        let filled = (pct / 4) as usize;
-        eprint!(
-            "\r\x1b[K[{}{}] ~{pct:>2}%  {} events",
-            "#".repeat(filled),
-            " ".repeat(25 - filled),
-            self.done
-        );
+        bar.set_message(self.done.to_string());
+        bar.set_position(self.done.min(self.estimate * 99 / 100));
     }
 
+    /// Removes the bar.
     pub(crate) fn clear(&self) {
-        if self.enabled {
-            eprint!("\r\x1b[K");
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }

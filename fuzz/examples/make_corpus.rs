@@ -18,7 +18,7 @@ use canmc::wire::{native, pycan};
 use canmc::{CanFrame, Channel, SenderAddr};
 
 /// The key of the authenticated seeds: the fuzz targets' `common::KEY`.
-const KEY: [u8; 32] = *b"canmc fuzz key, not a secret!!!!";
+const KEY: native::AuthKey = native::AuthKey::from_bytes(*b"canmc fuzz key, not a secret!!!!");
 const T0: u64 = 1_700_000_000_123_456_789;
 
 fn frame(text: &str, ts: u64, channel: Channel) -> CanFrame {

@@ -1,5 +1,5 @@
 //! canmc native datagrams: `wire::native::decode`, `peek`, the ping probe and answer
-//! decoders, `verify` with a fixed key, and `wire::Demux` (keyed and not).
+//! decoders, `verify` with a fixed key, and `recv::Demux` (keyed and not).
 //!
 //! Asserts: no panic; every delivered frame is valid with zeroed bytes past its payload;
 //! the counts of `DatagramInfo` add up (frames delivered + records skipped or not reached
@@ -12,10 +12,10 @@
 
 mod common;
 
-use canmc::recv::RecvMeta;
+use canmc::recv::{Demux, RecvMeta};
 use canmc::seq::SeqEvent;
 use canmc::wire::native::{self, Kind};
-use canmc::wire::{self, DecodeError, Demux, WireFormat};
+use canmc::wire::{self, DecodeError, WireFormat};
 use canmc::{CanFrame, SenderAddr};
 use libfuzzer_sys::fuzz_target;
 

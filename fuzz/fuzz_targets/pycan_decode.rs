@@ -1,5 +1,5 @@
 //! python-can msgpack datagrams (`wire::pycan::decode`), straight and through
-//! `wire::Demux`.
+//! `recv::Demux`.
 //!
 //! Asserts: no panic; a decoded frame is valid with zeroed bytes past its payload;
 //! decoding into a dirty frame gives the same result as into an empty one; a decoded
@@ -13,8 +13,8 @@ mod common;
 use std::net::SocketAddr;
 
 use canmc::frame::flags;
-use canmc::recv::RecvMeta;
-use canmc::wire::{self, pycan, DecodeError, Demux, WireFormat};
+use canmc::recv::{Demux, RecvMeta};
+use canmc::wire::{self, pycan, DecodeError, WireFormat};
 use canmc::{CanFrame, Channel, SenderAddr};
 use libfuzzer_sys::fuzz_target;
 

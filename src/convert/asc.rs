@@ -25,7 +25,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{parse_loss_note, ConvertError, FrameWriter, LossNote, ReadOptions, ReadStats};
-use crate::engine::Event;
+use crate::event::Event;
 use crate::frame::SenderAddr;
 use crate::frame::{flags, parse_frame, CanFrame, Channel, ChannelRef, FD_LENGTHS};
 
@@ -159,6 +159,7 @@ fn asc_channel(ch: &Channel) -> i64 {
 }
 
 /// Vector ASC writer (see the module documentation for what it writes).
+#[derive(Debug)]
 pub struct AscWriter {
     out: BufWriter<File>,
     path: PathBuf,

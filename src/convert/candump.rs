@@ -65,12 +65,14 @@ pub fn write_log_line(frame: &CanFrame, out: &mut Vec<u8>) {
 /// Keeps what the time prefix of candump's screen lines needs between frames.
 #[derive(Debug, Clone, Default)]
 pub struct ScreenFormat {
+    /// How the time prefix is written (candump `-t`).
     pub time: TimeMode,
     first_ns: Option<u64>,
     last_ns: Option<u64>,
 }
 
 impl ScreenFormat {
+    /// A formatter writing times as `time` says.
     pub fn new(time: TimeMode) -> Self {
         ScreenFormat {
             time,

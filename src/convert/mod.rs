@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::engine::Event;
+use crate::event::Event;
 use crate::frame::{CanFrame, SenderAddr};
 use crate::record::{End, Record, RecordError, Recorder, RecorderOptions, Recording};
 
@@ -56,6 +56,7 @@ impl FileFormat {
         }
     }
 
+    /// The name used in messages (`candump log`, `ASC`, …).
     pub fn name(self) -> &'static str {
         match self {
             FileFormat::Cmc => "cmc",
@@ -75,21 +76,36 @@ pub enum ConvertError {
     /// The extension names no format canmc knows.
     UnknownExtension(PathBuf),
     /// Reading or writing the file failed.
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// What the OS said.
+        source: io::Error,
+    },
     /// A line of a text capture does not parse.
     Parse {
+        /// The file concerned.
         path: PathBuf,
+        /// 1-based line number.
         line: u64,
+        /// What is wrong.
         message: String,
     },
     /// The `.cmc` layer failed.
     Record(RecordError),
     /// The input could not be read to its end ([`ReadStats::problem`] says why); every
     /// event before the problem was delivered.
-    Incomplete { path: PathBuf, message: String },
+    Incomplete {
+        /// The file concerned.
+        path: PathBuf,
+        /// Why it could not be read further.
+        message: String,
+    },
     /// This format cannot be read (or written) by this build.
     Unsupported {
+        /// The format.
         format: FileFormat,
+        /// What it cannot be (`read`, `written`).
         what: &'static str,
     },
 }
@@ -119,7 +135,38 @@ impl fmt::Display for ConvertError {
     }
 }
 
-impl std::error::Error for ConvertError {}
+impl std::error::Error for ConvertError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConvertError::Io { source, .. } => Some(source),
+            ConvertError::Record(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod error_source_tests {
+    use super::*;
+    use std::error::Error;
+
+    #[test]
+    fn wrapped_errors_are_the_source() {
+        let io = ConvertError::Io {
+            path: "x.log".into(),
+            source: io::Error::new(io::ErrorKind::NotFound, "gone"),
+        };
+        assert_eq!(io.source().unwrap().to_string(), "gone");
+        let rec = ConvertError::Record(RecordError::TableFull);
+        assert_eq!(
+            rec.source().unwrap().to_string(),
+            RecordError::TableFull.to_string()
+        );
+        assert!(ConvertError::UnknownExtension("x.y".into())
+            .source()
+            .is_none());
+    }
+}
 
 impl From<RecordError> for ConvertError {
     fn from(e: RecordError) -> Self {
@@ -137,6 +184,7 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> ConvertError + '_ {
 /// Where captured events go. Formats that cannot say "frames were lost here" write
 /// what they can (a comment) or nothing; `.cmc` keeps everything.
 pub trait FrameWriter: Send {
+    /// Writes one frame.
     fn write_frame(&mut self, frame: &CanFrame) -> Result<(), ConvertError>;
 
     /// `lost` datagrams of a native sender never arrived.
@@ -248,6 +296,7 @@ impl FrameWriter for CmcWriter {
 struct LogWriter {
     out: BufWriter<File>,
     line: Vec<u8>,
+    /// The file concerned.
     path: PathBuf,
 }
 
@@ -423,6 +472,7 @@ impl ReadOptions {
 /// What [`read_events`] went through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReadStats {
+    /// Events delivered (frames, losses, kernel drops).
     pub events: u64,
     /// Bad lines skipped (with `skip_bad`).
     pub skipped: u64,

@@ -159,6 +159,7 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> ConvertError + '_ {
 
 /// pcap writer: a 24-byte header, then a 16-byte record header per frame. Losses are
 /// not written (pcap cannot carry them).
+#[derive(Debug)]
 pub struct PcapWriter {
     out: BufWriter<File>,
     path: PathBuf,
@@ -211,6 +212,7 @@ impl FrameWriter for PcapWriter {
 
 /// pcapng writer: one section, one interface (`canmc`, tsresol 10^-9), an Enhanced
 /// Packet Block per frame, losses as comments, an Interface Statistics Block at the end.
+#[derive(Debug)]
 pub struct PcapngWriter {
     out: BufWriter<File>,
     path: PathBuf,
@@ -380,6 +382,7 @@ impl FrameWriter for PcapngWriter {
 }
 
 /// One packet of a capture, as [`read_packets`] hands it over.
+#[derive(Debug)]
 pub struct Packet<'a> {
     /// 1-based packet number in the file (what Wireshark shows as the frame number).
     pub number: u64,

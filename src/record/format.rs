@@ -41,7 +41,7 @@ pub mod kind {
 /// The 64 bytes at offset 0 of every segment.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct SegmentHeader {
+pub(crate) struct SegmentHeader {
     pub magic: [u8; 8],
     pub version: U16,
     pub header_size: U16,
@@ -74,7 +74,7 @@ pub const END_CRC_AT: usize = 56;
 /// The first 8 bytes of every record.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct RecordHead {
+pub(crate) struct RecordHead {
     /// Commit word: [`commit_word`] of the record's checksummed bytes; 0 = not written.
     pub commit: U32,
     /// Whole record size in bytes, a multiple of 8.
@@ -87,7 +87,7 @@ pub struct RecordHead {
 /// Head of a frame record; the payload follows, zero-padded to a multiple of 8.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct FrameRec {
+pub(crate) struct FrameRec {
     pub head: RecordHead,
     pub timestamp_ns: U64,
     pub id: U32,
@@ -105,7 +105,7 @@ pub const FRAME_HEAD: usize = 24;
 /// A sequence gap reported by the engine.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct LossRec {
+pub(crate) struct LossRec {
     pub head: RecordHead,
     pub timestamp_ns: U64,
     pub lost: U64,
@@ -116,7 +116,7 @@ pub struct LossRec {
 /// Datagrams the kernel dropped (SO_RXQ_OVFL deltas).
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct DropsRec {
+pub(crate) struct DropsRec {
     pub head: RecordHead,
     pub timestamp_ns: U64,
     pub count: U64,
@@ -125,7 +125,7 @@ pub struct DropsRec {
 /// First record of every block: the sparse time index.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct BlockRec {
+pub(crate) struct BlockRec {
     pub head: RecordHead,
     /// Largest timestamp of any record written before this one in the whole recording
     /// (0 if none). Non-decreasing, so readers can binary-search it.
@@ -140,7 +140,7 @@ pub const BLOCK_REC: usize = 24;
 /// Channel table slot: the 24 bytes of a `Channel` (kind, len, 22 name bytes).
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct ChannelDef {
+pub(crate) struct ChannelDef {
     pub head: RecordHead,
     pub channel: [u8; 24],
 }
@@ -148,7 +148,7 @@ pub struct ChannelDef {
 /// Sender table slot.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
-pub struct SenderDef {
+pub(crate) struct SenderDef {
     pub head: RecordHead,
     /// IPv6 address, or IPv4 in the first 4 bytes.
     pub addr: [u8; 16],
@@ -247,7 +247,7 @@ static TABLE: [u32; 256] = {
 };
 
 /// Table-driven CRC-32C for CPUs without the instruction.
-pub fn crc32c_soft(data: &[u8]) -> u32 {
+fn crc32c_soft(data: &[u8]) -> u32 {
     let mut c = !0u32;
     for &b in data {
         c = TABLE[((c ^ b as u32) & 0xFF) as usize] ^ (c >> 8);

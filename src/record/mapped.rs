@@ -22,7 +22,7 @@ use memmap2::Mmap;
 
 /// How many mappings can be guarded at once: at the default 64 MiB per segment, a
 /// 256 GiB recording.
-pub const SLOTS: usize = 4096;
+pub(crate) const SLOTS: usize = 4096;
 
 const FREE: u8 = 0;
 const CLAIMED: u8 = 1;
@@ -52,7 +52,8 @@ static PAGE: AtomicUsize = AtomicUsize::new(4096);
 static PREVIOUS: OnceLock<Result<libc::sigaction, i32>> = OnceLock::new();
 
 /// A read-only mapping of a whole file, guarded against the file shrinking.
-pub struct MappedFile {
+#[derive(Debug)]
+pub(crate) struct MappedFile {
     // Declared before `map`: the slot is released before the memory is unmapped, so the
     // handler never claims an address that could already belong to another mapping.
     slot: Option<usize>,
@@ -61,7 +62,7 @@ pub struct MappedFile {
 
 impl MappedFile {
     /// Maps `file` read-only and registers the mapping with the `SIGBUS` guard.
-    pub fn map(file: &File) -> io::Result<MappedFile> {
+    pub(crate) fn map(file: &File) -> io::Result<MappedFile> {
         // SAFETY: a read-only private view; every Rust access goes through `Deref`, which
         // bounds it by the mapping's length. The file may be appended to (records are
         // immutable once committed, so what was read stays true) or truncated (the guard
@@ -77,14 +78,14 @@ impl MappedFile {
 
     /// True if the file was found shorter than the mapping: some pages of it now read as
     /// zeros instead of what the file held when it was mapped.
-    pub fn truncated(&self) -> bool {
+    pub(crate) fn truncated(&self) -> bool {
         self.slot
             .is_some_and(|i| TABLE[i].hit.load(Ordering::Relaxed))
     }
 
     /// True if a truncation would be survived (the guard is installed and had a slot).
     #[cfg(test)]
-    pub fn guarded(&self) -> bool {
+    pub(crate) fn guarded(&self) -> bool {
         self.slot.is_some()
     }
 }

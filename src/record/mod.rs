@@ -40,36 +40,63 @@ pub use writer::{segment_path, Recorder, RecorderOptions, RecorderStats, SyncPol
 pub enum RecordError {
     /// A file operation failed (`op` is what was being done: create, open, truncate, …).
     Io {
+        /// What was being done (create, open, truncate, …).
         op: &'static str,
+        /// The file concerned.
         path: PathBuf,
+        /// What the OS said.
         source: std::io::Error,
     },
     /// The file system could not reserve a segment (typically ENOSPC: disk full). The
     /// recording stops; everything written before is readable.
     Preallocate {
+        /// The file concerned.
         path: PathBuf,
+        /// Bytes asked for.
         bytes: u64,
+        /// What the OS said.
         source: std::io::Error,
     },
     /// `mmap` of a segment failed.
     Map {
+        /// The file concerned.
         path: PathBuf,
+        /// What the OS said.
         source: std::io::Error,
     },
     /// The file does not start with the `.cmc` magic.
-    NotARecording { path: PathBuf },
+    NotARecording {
+        /// The file.
+        path: PathBuf,
+    },
     /// A `.cmc` file of a format version this build does not read.
-    UnsupportedVersion { path: PathBuf, version: u16 },
+    UnsupportedVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version it says it is.
+        version: u16,
+    },
     /// The segment header fails its checks; `what` says which.
-    CorruptHeader { path: PathBuf, what: &'static str },
+    CorruptHeader {
+        /// The file.
+        path: PathBuf,
+        /// Which check failed.
+        what: &'static str,
+    },
     /// [`RecorderOptions`] out of range; the text says which.
     InvalidOptions(&'static str),
     /// A frame with `len` > 64 cannot be recorded.
-    InvalidFrame { len: u8 },
+    InvalidFrame {
+        /// The frame's length.
+        len: u8,
+    },
     /// A table was full even in a fresh segment (cannot happen with valid options).
     TableFull,
     /// The recorder stopped after an earlier error (its message) or was finished.
-    Stopped { cause: String },
+    Stopped {
+        /// The earlier error's message, or why it was finished.
+        cause: String,
+    },
 }
 
 impl fmt::Display for RecordError {

@@ -18,6 +18,7 @@ use super::RecordError;
 use crate::frame::{CanFrame, Channel, SenderAddr};
 
 /// One segment file, mapped.
+#[derive(Debug)]
 struct Seg {
     map: Option<MappedFile>,
     number: u32,
@@ -46,6 +47,7 @@ impl Seg {
 }
 
 /// A recording opened for reading. Cheap to iterate many times; nothing is copied.
+#[derive(Debug)]
 pub struct Recording {
     path: PathBuf,
     segs: Vec<Seg>,
@@ -75,7 +77,9 @@ pub enum End {
     Corrupt {
         /// Segment number and file offset of the record that failed.
         segment: u32,
+        /// File offset of the record.
         offset: u64,
+        /// What is wrong with it.
         reason: Corruption,
     },
 }
@@ -112,12 +116,20 @@ pub enum Record<'a> {
     Frame(FrameView<'a>),
     /// `lost` frames from `sender` never arrived (sequence gap), noticed at `timestamp_ns`.
     Loss {
+        /// The sender whose datagrams were lost.
         sender: SenderAddr,
+        /// How many.
         lost: u64,
+        /// When the gap was noticed.
         timestamp_ns: u64,
     },
     /// The kernel dropped `count` datagrams before `timestamp_ns`.
-    KernelDrops { count: u64, timestamp_ns: u64 },
+    KernelDrops {
+        /// Datagrams dropped.
+        count: u64,
+        /// When the drops were noticed.
+        timestamp_ns: u64,
+    },
 }
 
 impl Record<'_> {
@@ -198,19 +210,25 @@ impl std::fmt::Debug for FrameView<'_> {
 /// Totals over a whole recording, from [`Recording::stats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stats {
+    /// Frame records.
     pub frames: u64,
+    /// Loss records.
     pub loss_records: u64,
     /// Sum of `lost` over loss records.
     pub lost: u64,
+    /// Kernel-drop records.
     pub kernel_drop_records: u64,
     /// Sum of kernel drop counts.
     pub kernel_drops: u64,
     /// Smallest and largest record timestamp (None if no record).
     pub first_ns: Option<u64>,
+    /// Largest record timestamp (None if no record).
     pub last_ns: Option<u64>,
+    /// Segment files read.
     pub segments: u32,
     /// Bytes of records (headers and tables included) in the readable part.
     pub bytes: u64,
+    /// How the readable part ends.
     pub end: End,
 }
 
@@ -431,6 +449,7 @@ impl Recording {
 }
 
 /// Iterator over a [`Recording`]'s records. Allocates nothing.
+#[derive(Debug)]
 pub struct Records<'a> {
     rec: &'a Recording,
     seg: usize,

@@ -20,6 +20,7 @@ use zerocopy::IntoBytes;
 use super::format::{self, kind, BlockRec, FrameRec, RecordHead, SegmentHeader};
 use super::RecordError;
 use crate::frame::{CanFrame, Channel, SenderAddr};
+use crate::sys::now_ns;
 
 /// When the recorder asks the kernel to write mapped pages to disk.
 ///
@@ -78,9 +79,11 @@ pub struct RecorderStats {
     pub frames: u64,
     /// Loss records, and the frames they say were lost.
     pub loss_records: u64,
+    /// Frames the loss records say were lost.
     pub lost: u64,
     /// Kernel-drop records, and the datagrams they say were dropped.
     pub kernel_drop_records: u64,
+    /// Datagrams the kernel-drop records say were dropped.
     pub kernel_drops: u64,
     /// Segment files created.
     pub segments: u32,
@@ -98,6 +101,7 @@ pub fn segment_path(base: &Path, n: u32) -> PathBuf {
     PathBuf::from(s)
 }
 
+#[derive(Debug)]
 struct Segment {
     file: File,
     map: MmapMut,
@@ -110,6 +114,7 @@ struct Segment {
 }
 
 /// Writes a `.cmc` recording. See the [module docs](super) for the format.
+#[derive(Debug)]
 pub struct Recorder {
     /// Segment path being written; `base_len` bytes of it are the base path.
     path: Vec<u8>,
@@ -570,13 +575,13 @@ impl Recorder {
                 source: std::io::Error::from_raw_os_error(rc),
             });
         }
-        // SAFETY: the file is ours, opened read-write and sized above; the recording
-        // format tolerates other processes reading it concurrently, and nothing
-        // truncates it while mapped (we unmap before truncating).
         let mut mo = MmapOptions::new();
         if self.opts.prefault {
             mo.populate();
         }
+        // SAFETY: the file is ours, opened read-write and sized above; the recording
+        // format tolerates other processes reading it concurrently, and nothing
+        // truncates it while mapped (we unmap before truncating).
         let map = match unsafe { mo.map_mut(&file) } {
             Ok(m) => m,
             Err(e) => {
@@ -709,13 +714,6 @@ fn hash_sender(s: &SenderAddr) -> usize {
     let d = u32::from_ne_bytes(t) as u64;
     let h = (a ^ c.rotate_left(23) ^ d.rotate_left(47)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     (h >> 32) as usize
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 /// Removes `base.1`, `base.2`, … left by an older recording, so they are never read as

@@ -8,7 +8,7 @@ use super::RecvMeta;
 use crate::frame::SenderAddr;
 
 /// Control buffer size that holds a timestamp and a drop counter, with room to spare.
-pub const CONTROL_LEN: usize = 64;
+pub(crate) const CONTROL_LEN: usize = 64;
 
 const HDR_LEN: usize = std::mem::size_of::<libc::cmsghdr>();
 const ALIGN: usize = std::mem::size_of::<usize>();
@@ -36,7 +36,7 @@ fn read_i64(b: &[u8]) -> i64 {
 
 /// Reads `SCM_TIMESTAMPNS` and `SO_RXQ_OVFL` out of a control buffer into `meta`.
 /// Unknown or malformed control messages are ignored (the kernel wrote them).
-pub fn parse_control(control: &[u8], meta: &mut RecvMeta) {
+pub(crate) fn parse_control(control: &[u8], meta: &mut RecvMeta) {
     let mut off = 0;
     while off + HDR_LEN <= control.len() {
         let hdr = &control[off..];
@@ -64,7 +64,7 @@ pub fn parse_control(control: &[u8], meta: &mut RecvMeta) {
 
 /// Decodes a `sockaddr_in` or `sockaddr_in6` from raw bytes; anything else is
 /// [`SenderAddr::NONE`].
-pub fn parse_sockaddr(raw: &[u8]) -> SenderAddr {
+pub(crate) fn parse_sockaddr(raw: &[u8]) -> SenderAddr {
     if raw.len() < 2 {
         return SenderAddr::NONE;
     }

@@ -1,7 +1,9 @@
 //! Receive loops: where datagrams come off the socket in batches, with their kernel
-//! metadata. io_uring (multishot recvmsg, provided-buffer ring) or recvmmsg.
+//! metadata. io_uring (multishot recvmsg, provided-buffer ring) or recvmmsg; then
+//! [`Demux`] turns each datagram into frames.
 
-pub mod cmsg;
+mod cmsg;
+mod demux;
 pub mod mmsg;
 pub mod uring;
 
@@ -29,7 +31,9 @@ pub enum IoMode {
     /// io_uring when the kernel allows it, else recvmmsg.
     #[default]
     Auto,
+    /// io_uring (multishot recvmsg with a provided-buffer ring), or fail.
     Uring,
+    /// recvmmsg.
     Mmsg,
 }
 
@@ -59,7 +63,7 @@ pub trait DatagramSource: Send {
 
 /// Reads a socket's drop counter (`SK_MEMINFO_DROPS` of `SO_MEMINFO`), the same counter
 /// `SO_RXQ_OVFL` reports.
-pub fn socket_drops(sock: &socket2::Socket) -> io::Result<u32> {
+pub(crate) fn socket_drops(sock: &socket2::Socket) -> io::Result<u32> {
     use std::os::fd::AsRawFd;
     // SK_MEMINFO_VARS is 9 on current kernels; room for more costs nothing.
     let mut info = [0u32; 16];
@@ -85,6 +89,7 @@ pub fn socket_drops(sock: &socket2::Socket) -> io::Result<u32> {
     Ok(info[drops])
 }
 
+pub use demux::{Demux, Demuxed};
 pub use mmsg::RecvConfig;
 
 /// Opens the receive path `mode` asks for on a configured socket.

@@ -253,6 +253,19 @@ pub struct UringSource {
     stats: UringStats,
 }
 
+impl std::fmt::Debug for UringSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UringSource")
+            .field("sock", &self.sock)
+            .field("armed", &self.armed)
+            .field("disabled", &self.disabled)
+            .field("batch", &self.batch)
+            .field("cq_entries", &self.cq_entries)
+            .field("buf_size", &self.buf_size)
+            .finish_non_exhaustive()
+    }
+}
+
 // SAFETY: the raw pointers inside (`msghdr` fields, the mappings) point only to memory
 // this value owns exclusively. A single-issuer ring is driven only by the thread that
 // enabled it: `poll` on any other thread rebuilds the ring first (and the kernel refuses

@@ -18,3 +18,4 @@ mod faults;
 mod net_lo;
 mod soak;
 mod uring_lo;
+mod view_top;

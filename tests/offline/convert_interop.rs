@@ -16,8 +16,8 @@ use std::process::Command;
 use canmc::convert::{
     create_writer, read_events, ConvertError, FileFormat, ReadOptions, ReadStats, WriterOptions,
 };
-use canmc::engine::Event;
 use canmc::frame::{CanFrame, Channel, ChannelRef, SenderAddr};
+use canmc::Event;
 use common::{hex, stdout_of};
 use lab::python;
 

@@ -18,3 +18,6 @@ mod native_props;
 mod pycan_golden;
 mod record_crash;
 mod record_props;
+mod view_cli;
+mod view_dbc;
+mod view_plot;

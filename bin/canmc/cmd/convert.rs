@@ -7,6 +7,9 @@ use crate::term::Progress;
 use crate::{convert_failure, stopped, Failure};
 
 pub(crate) fn run(a: ConvertArgs) -> Result<(), Failure> {
+    if let Some(dbc) = &a.dbc {
+        return super::signals::convert_to_csv(&a, dbc);
+    }
     let in_format = FileFormat::from_path(&a.input).map_err(|e| Failure::usage(e.to_string()))?;
     let out_format = a
         .out

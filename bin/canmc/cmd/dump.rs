@@ -3,9 +3,10 @@
 use std::io::{self, Write};
 
 use canmc::convert::candump::{write_log_line, ScreenFormat};
-use canmc::engine::Event;
 use canmc::filter::FilterSet;
+use canmc::view::dbc::Dbc;
 use canmc::wire::native::Role;
+use canmc::Event;
 
 use super::receiver::run_receiver;
 use crate::cli::DumpArgs;
@@ -13,7 +14,11 @@ use crate::term::print_summary;
 use crate::{io_failure, Failure};
 
 pub(crate) fn run(a: DumpArgs) -> Result<(), Failure> {
-    let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
+    let filters = FilterSet::new(a.filters.clone());
+    let dbc = match &a.dbc {
+        Some(p) => Some(Dbc::open(p).map_err(|e| Failure::usage(format!("--dbc {e}")))?),
+        None => None,
+    };
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut line = Vec::with_capacity(512);
@@ -38,6 +43,9 @@ pub(crate) fn run(a: DumpArgs) -> Result<(), Failure> {
                 write_log_line(frame, &mut line);
             } else {
                 screen.write_line(frame, &mut line);
+            }
+            if let Some(dbc) = &dbc {
+                dbc.describe(frame, &mut line);
             }
             match out_cell.borrow_mut().write_all(&line) {
                 Ok(()) => Ok(true),

@@ -12,23 +12,10 @@ use crate::term::{print_summary, OutageReport, StatusLine};
 use crate::{io_failure, stopped, Failure};
 
 pub(crate) fn run(a: GenArgs) -> Result<(), Failure> {
-    let cfg = a.net.config().map_err(Failure::usage)?;
+    let cfg = a.net.config().map_err(|e| Failure::usage(e.to_string()))?;
     let channel = a.opts.channel().map_err(Failure::usage)?;
-    let gap = match (a.rate, a.gap) {
-        (Some(r), _) if !(r.is_finite() && r > 0.0) => {
-            return Err(Failure::usage(format!(
-                "--rate {r}: must be a positive number of frames/s"
-            )))
-        }
-        (Some(r), _) => Some(Duration::from_secs_f64(1.0 / r)),
-        (None, Some(g)) if !(g.is_finite() && g >= 0.0) => {
-            return Err(Failure::usage(format!(
-                "-g {g}: must be a number of milliseconds ≥ 0"
-            )))
-        }
-        (None, Some(g)) => Some(Duration::from_secs_f64(g / 1000.0)),
-        (None, None) => None,
-    };
+    // `--rate` and `-g` exclude each other; both arrive as the gap between frames.
+    let gap = a.rate_gap.or(a.gap);
     let mut generator = Generator::new(GenConfig {
         id: a.id,
         len: a.len,
@@ -86,16 +73,19 @@ pub(crate) fn run(a: GenArgs) -> Result<(), Failure> {
             sent += 1;
         }
         outages.check();
-        status.update(start, sent, "");
+        status.update(start, sent, None);
     }
     tx.flush(now_ns()).map_err(send_err)?;
     status.clear();
     outages.finish();
     let sum = Summary {
         command: "gen",
-        frames: tx.frames(),
-        datagrams: tx.datagrams_sent(),
-        bytes: tx.bytes(),
+        stats: canmc::engine::Stats {
+            frames: tx.frames(),
+            datagrams: tx.datagrams_sent(),
+            bytes: tx.bytes(),
+            ..Default::default()
+        },
         elapsed: start.elapsed(),
         unsent: tx.health().unsent(),
         outages: tx.health().outages(),

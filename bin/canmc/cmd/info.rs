@@ -1,10 +1,24 @@
-//! `canmc info`: what a capture file holds.
+//! `canmc info`: what a capture file holds. The statistics are the library's
+//! [`CaptureStats`]; this opens the file, feeds them, and prints.
 
 use canmc::convert::{self as conv, FileFormat, ReadOptions};
-use canmc::engine::Event;
+use canmc::record::End;
+use canmc::stats::{CaptureStats, CaptureSummary};
+use serde::Serialize;
 
 use crate::cli::InfoArgs;
 use crate::{convert_failure, Failure};
+
+/// `info --json`: the file, its format, the statistics, and how reading ended.
+#[derive(Serialize)]
+struct InfoJson<'a> {
+    file: &'a str,
+    format: &'a str,
+    #[serde(flatten)]
+    stats: CaptureSummary,
+    skipped_lines: u64,
+    end: &'static str,
+}
 
 pub(crate) fn run(a: InfoArgs) -> Result<(), Failure> {
     let format = FileFormat::from_path(&a.file).map_err(|e| Failure::usage(e.to_string()))?;
@@ -14,13 +28,8 @@ pub(crate) fn run(a: InfoArgs) -> Result<(), Failure> {
             a.file.display()
         )));
     }
-    let mut frames = 0u64;
-    let (mut first, mut last) = (u64::MAX, 0u64);
-    let mut kinds = [0u64; 5]; // standard, extended, remote, error, fd
-    let mut ids: std::collections::HashMap<(u32, bool), u64> = std::collections::HashMap::new();
-    let (mut loss_events, mut lost, mut drop_events, mut drops) = (0u64, 0u64, 0u64, 0u64);
-    let mut senders = std::collections::BTreeSet::new();
-    let stats = conv::read_events(
+    let mut stats = CaptureStats::new();
+    let read = conv::read_events(
         &a.file,
         format,
         ReadOptions {
@@ -28,131 +37,43 @@ pub(crate) fn run(a: InfoArgs) -> Result<(), Failure> {
             start_ns: None,
         },
         &mut |event| {
-            match event {
-                Event::Frame(f) => {
-                    frames += 1;
-                    first = first.min(f.timestamp_ns);
-                    last = last.max(f.timestamp_ns);
-                    kinds[usize::from(f.is_extended())] += 1;
-                    if f.is_remote() {
-                        kinds[2] += 1;
-                    }
-                    if f.is_error() {
-                        kinds[3] += 1;
-                    }
-                    if f.is_fd() {
-                        kinds[4] += 1;
-                    }
-                    *ids.entry((f.id, f.is_extended())).or_default() += 1;
-                    if let Some(s) = f.sender.get() {
-                        senders.insert(s);
-                    }
-                }
-                Event::Loss { lost: n, .. } => {
-                    loss_events += 1;
-                    lost += n;
-                }
-                Event::KernelDrops { count, .. } => {
-                    drop_events += 1;
-                    drops += count;
-                }
-            }
+            stats.add(event);
             true
         },
     )
     .map_err(convert_failure)?;
-    let span_ns = last.saturating_sub(first);
-    let span = if frames > 0 {
-        span_ns as f64 / 1e9
-    } else {
-        0.0
-    };
-    let rate = if span > 0.0 {
-        frames as f64 / span
-    } else {
-        0.0
-    };
-    let mut top: Vec<_> = ids.iter().map(|(&(id, ext), &n)| (n, id, ext)).collect();
-    top.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let id_text = |id: u32, ext: bool| {
-        if ext {
-            format!("{id:08X}")
-        } else {
-            format!("{id:03X}")
-        }
-    };
     if a.json {
-        let top_json: Vec<String> = top
-            .iter()
-            .take(10)
-            .map(|&(n, id, ext)| format!("{{\"id\":\"{}\",\"frames\":{n}}}", id_text(id, ext)))
-            .collect();
-        println!(
-            "{{\"file\":{},\"format\":\"{}\",\"frames\":{frames},\"first_ns\":{},\"last_ns\":{},\"span_s\":{span:.6},\"rate_fps\":{rate:.1},\"standard\":{},\"extended\":{},\"remote\":{},\"error\":{},\"fd\":{},\"ids\":{},\"top_ids\":[{}],\"senders\":{},\"loss_records\":{loss_events},\"lost_datagrams\":{lost},\"kernel_drop_records\":{drop_events},\"kernel_drops\":{drops},\"skipped_lines\":{},\"end\":\"{}\"}}",
-            json_string(&a.file.display().to_string()),
-            format.name(),
-            if frames > 0 { first } else { 0 },
-            last,
-            kinds[0],
-            kinds[1],
-            kinds[2],
-            kinds[3],
-            kinds[4],
-            ids.len(),
-            top_json.join(","),
-            senders.len(),
-            stats.skipped,
-            end_word(stats.cmc_end)
-        );
-        return stats.check(&a.file).map_err(convert_failure);
+        let file = a.file.display().to_string();
+        let json = InfoJson {
+            file: &file,
+            format: format.name(),
+            stats: stats.summary(10),
+            skipped_lines: read.skipped,
+            end: end_word(read.cmc_end),
+        };
+        match serde_json::to_string(&json) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return Err(Failure::runtime(format!("cannot write JSON: {e}"))),
+        }
+        return read.check(&a.file).map_err(convert_failure);
     }
     println!("{} ({})", a.file.display(), format.name());
-    println!(
-        "  frames     {frames} ({} standard, {} extended; {} remote, {} error, {} FD)",
-        kinds[0], kinds[1], kinds[2], kinds[3], kinds[4]
-    );
-    if frames > 0 {
-        println!(
-            "  time       {}.{:06} to {}.{:06} ({span:.6} s)",
-            first / 1_000_000_000,
-            first % 1_000_000_000 / 1000,
-            last / 1_000_000_000,
-            last % 1_000_000_000 / 1000
-        );
-        println!("  rate       {rate:.1} frames/s");
+    print!("{stats}");
+    if read.skipped > 0 {
+        println!("  skipped    {} lines that do not parse", read.skipped);
     }
-    let shown: Vec<String> = top
-        .iter()
-        .take(8)
-        .map(|&(n, id, ext)| format!("{}×{n}", id_text(id, ext)))
-        .collect();
-    println!(
-        "  IDs        {} distinct; most frequent: {}",
-        ids.len(),
-        shown.join(" ")
-    );
-    if !senders.is_empty() {
-        println!("  senders    {}", senders.len());
-    }
-    println!("  losses     {lost} datagrams in {loss_events} gaps; kernel drops {drops} in {drop_events} reports");
-    if stats.skipped > 0 {
-        println!("  skipped    {} lines that do not parse", stats.skipped);
-    }
-    if stats.cmc_end.is_some() {
-        let why = match stats.cmc_end {
-            Some(canmc::record::End::Unfinished) => {
-                " (the writer did not finish: killed, or still running)"
-            }
+    if read.cmc_end.is_some() {
+        let why = match read.cmc_end {
+            Some(End::Unfinished) => " (the writer did not finish: killed, or still running)",
             _ => "",
         };
-        println!("  end        {}{why}", end_word(stats.cmc_end));
+        println!("  end        {}{why}", end_word(read.cmc_end));
     }
-    stats.check(&a.file).map_err(convert_failure)
+    read.check(&a.file).map_err(convert_failure)
 }
 
 /// How a `.cmc` ended, in one word for `info` (`-` for other formats).
-pub(crate) fn end_word(end: Option<canmc::record::End>) -> &'static str {
-    use canmc::record::End;
+fn end_word(end: Option<End>) -> &'static str {
     match end {
         None => "-",
         Some(End::Finished) => "finished",
@@ -160,20 +81,4 @@ pub(crate) fn end_word(end: Option<canmc::record::End>) -> &'static str {
         Some(End::Truncated { .. }) => "truncated",
         Some(End::Corrupt { .. }) => "corrupt",
     }
-}
-
-/// A JSON string literal (quotes and escapes) for text from the network.
-pub(crate) fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }

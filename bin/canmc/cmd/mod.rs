@@ -6,12 +6,13 @@ pub(crate) mod dump;
 pub(crate) mod gen;
 pub(crate) mod info;
 pub(crate) mod ping;
+pub(crate) mod plot;
 pub(crate) mod receiver;
 pub(crate) mod record;
 pub(crate) mod replay;
 pub(crate) mod send;
-
-use std::time::{SystemTime, UNIX_EPOCH};
+pub(crate) mod signals;
+pub(crate) mod top;
 
 use canmc::frame::Channel;
 use canmc::send::FrameSender;
@@ -22,12 +23,7 @@ use canmc::wire::WireFormat;
 use crate::cli::{SendOpts, WireArg};
 use crate::Failure;
 
-pub(crate) fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use canmc::now_ns;
 
 impl SendOpts {
     pub(crate) fn channel(&self) -> Result<Channel, String> {
@@ -57,13 +53,7 @@ impl SendOpts {
                 "--key-file needs --wire native: python-can datagrams cannot carry a tag",
             ));
         }
-        if !(self.linger.is_finite() && self.linger >= 0.0 && self.linger <= 60_000.0) {
-            return Err(Failure::usage(format!(
-                "--linger {}: must be a number of milliseconds from 0 to 60000",
-                self.linger
-            )));
-        }
-        let linger_ns = (self.linger * 1e6) as u64;
+        let linger_ns = self.linger.as_nanos() as u64;
         Ok(
             FrameSender::new(sock, self.wire(), self.max_datagram as usize, linger_ns)
                 .with_key(key),

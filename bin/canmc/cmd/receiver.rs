@@ -30,7 +30,7 @@ impl NetArgs {
         cfg.ttl = self.ttl.unwrap_or(if on_lo { 0 } else { 1 });
         cfg.loopback = !self.no_loopback;
         cfg.sources = self.source.clone();
-        cfg.validate()?;
+        cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
     }
 
@@ -45,29 +45,14 @@ impl NetArgs {
     }
 }
 
-/// Joins the group and opens the receive path; also checks `--duration`.
+/// Joins the group and opens the receive path; the deadline is `--duration` from now.
 #[allow(clippy::type_complexity)]
 pub(crate) fn open_receiver(
     net: &NetArgs,
     recv: &RecvOpts,
 ) -> Result<(Box<dyn recv::DatagramSource>, McastConfig, Option<Instant>), Failure> {
-    let cfg = net.config().map_err(Failure::usage)?;
-    let deadline = match recv.duration {
-        Some(s) if !(s.is_finite() && s > 0.0) => {
-            return Err(Failure::usage(format!(
-                "--duration {s}: must be a positive number of seconds"
-            )))
-        }
-        Some(s) => Some(Instant::now() + Duration::from_secs_f64(s)),
-        None => None,
-    };
-    if let Some(ms) = recv.coalesce {
-        if !(ms.is_finite() && (0.0..=1000.0).contains(&ms)) {
-            return Err(Failure::usage(format!(
-                "--coalesce {ms}: must be a number of milliseconds from 0 to 1000"
-            )));
-        }
-    }
+    let cfg = net.config().map_err(|e| Failure::usage(e.to_string()))?;
+    let deadline = recv.duration.map(|d| Instant::now() + d);
     let sock = RecvSocket::open(&cfg).map_err(|e| io_failure("cannot join the group", e))?;
     for w in sock.warnings() {
         eprintln!("canmc: warning: {w}");
@@ -96,10 +81,7 @@ pub(crate) fn engine_config(
         ring_capacity: 1 << 18,
         accept_only: cfg.sources.clone(),
         answer_pings: (!recv.no_answer).then(|| PingIdentity::this_process(role)),
-        coalesce: recv
-            .coalesce
-            .filter(|&ms| ms > 0.0)
-            .map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+        coalesce: recv.coalesce.filter(|d| !d.is_zero()),
         ..EngineConfig::default()
     }
 }
@@ -115,18 +97,12 @@ pub(crate) fn summary_from(
     Summary {
         command,
         io: Some(io_mode_name(io)),
-        frames,
-        datagrams: stats.datagrams,
-        bytes: stats.bytes,
+        stats: canmc::engine::Stats {
+            frames,
+            filtered: filtered + stats.filtered,
+            ..*stats
+        },
         elapsed,
-        decode_errors: stats.decode_errors,
-        kernel_drops: stats.kernel_drops,
-        ring_drops: stats.ring_drops,
-        seq_gaps: stats.seq_gaps,
-        duplicates: stats.duplicates,
-        reordered: stats.reordered,
-        senders: stats.senders,
-        filtered: filtered + stats.filtered,
         ..Summary::default()
     }
 }
@@ -194,11 +170,7 @@ pub(crate) fn run_receiver(
             status.update(
                 start,
                 frames.get(),
-                &format!(
-                    "drops {} gaps {}",
-                    s.kernel_drops + s.ring_drops,
-                    s.seq_gaps
-                ),
+                Some((s.kernel_drops + s.ring_drops, s.seq_gaps)),
             );
             consumer.wait(Duration::from_millis(50));
             continue;

@@ -3,10 +3,11 @@
 use std::time::{Duration, Instant};
 
 use canmc::convert::{self as conv, WriterOptions};
-use canmc::engine::{Engine, Event};
+use canmc::engine::Engine;
 use canmc::filter::FilterSet;
 use canmc::record::RecorderOptions;
 use canmc::wire::native::Role;
+use canmc::Event;
 
 use super::receiver::{engine_config, open_receiver, summary_from};
 use crate::cli::{IoArg, RecordArgs};
@@ -57,7 +58,7 @@ impl canmc::engine::InlineConsumer for RecordSink {
 }
 
 pub(crate) fn run(a: RecordArgs) -> Result<(), Failure> {
-    let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
+    let filters = FilterSet::new(a.filters.clone());
     let format = a
         .out
         .format(&a.output)
@@ -106,11 +107,7 @@ pub(crate) fn run(a: RecordArgs) -> Result<(), Failure> {
     while !stopped() && !running.is_finished() && deadline.is_none_or(|d| Instant::now() < d) {
         std::thread::sleep(Duration::from_millis(20));
         let s = counters.snapshot();
-        status.update(
-            start,
-            s.frames,
-            &format!("drops {} gaps {}", s.kernel_drops, s.seq_gaps),
-        );
+        status.update(start, s.frames, Some((s.kernel_drops, s.seq_gaps)));
     }
     status.clear();
     let elapsed = start.elapsed();

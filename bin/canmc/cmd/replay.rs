@@ -1,7 +1,5 @@
 //! `canmc replay`: a capture file onto the group, timed as recorded or as fast as possible.
 
-use std::time::Duration;
-
 use canmc::convert::FileFormat;
 use canmc::filter::FilterSet;
 use canmc::socket::SendSocket;
@@ -12,8 +10,8 @@ use crate::term::{print_summary, OutageReport};
 use crate::{convert_failure, io_failure, stopped, Failure};
 
 pub(crate) fn run(a: ReplayArgs) -> Result<(), Failure> {
-    let cfg = a.net.config().map_err(Failure::usage)?;
-    let filters = FilterSet::parse(&a.filters).map_err(|e| Failure::usage(e.to_string()))?;
+    let cfg = a.net.config().map_err(|e| Failure::usage(e.to_string()))?;
+    let filters = FilterSet::new(a.filters.clone());
     let format = FileFormat::from_path(&a.file).map_err(|e| Failure::usage(e.to_string()))?;
     if !a.file.exists() {
         return Err(Failure::runtime(format!(
@@ -21,25 +19,12 @@ pub(crate) fn run(a: ReplayArgs) -> Result<(), Failure> {
             a.file.display()
         )));
     }
-    if !(a.speed.is_finite() && a.speed > 0.0) {
-        return Err(Failure::usage(format!(
-            "--speed {}: must be a positive factor",
-            a.speed
-        )));
-    }
-    let secs = |name: &str, v: Option<f64>| -> Result<Option<Duration>, Failure> {
-        match v {
-            None => Ok(None),
-            Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-            Some(s) => Err(Failure::usage(format!("--{name} {s}: must be seconds ≥ 0"))),
-        }
-    };
     let opts = canmc::replay::ReplayOptions {
         speed: (!a.fast).then_some(a.speed),
         loops: a.repeat.0,
-        max_gap: secs("skip-gaps", a.skip_gaps)?,
-        start: secs("start", a.start)?,
-        end: secs("end", a.end)?,
+        max_gap: a.skip_gaps,
+        start: a.start,
+        end: a.end,
         filters,
         skip_bad: a.skip_bad,
     };
@@ -65,9 +50,12 @@ pub(crate) fn run(a: ReplayArgs) -> Result<(), Failure> {
     outages.finish();
     let sum = Summary {
         command: "replay",
-        frames: stats.frames,
-        datagrams: tx.datagrams_sent(),
-        bytes: tx.bytes(),
+        stats: canmc::engine::Stats {
+            frames: stats.frames,
+            datagrams: tx.datagrams_sent(),
+            bytes: tx.bytes(),
+            ..Default::default()
+        },
         elapsed: stats.elapsed,
         unsent: tx.health().unsent(),
         outages: tx.health().outages(),

@@ -8,7 +8,7 @@ use crate::cli::SendArgs;
 use crate::{io_failure, Failure};
 
 pub(crate) fn run(a: SendArgs) -> Result<(), Failure> {
-    let cfg = a.net.config().map_err(Failure::usage)?;
+    let cfg = a.net.config().map_err(|e| Failure::usage(e.to_string()))?;
     let channel = a.opts.channel().map_err(Failure::usage)?;
     // Parse everything first: one bad frame means nothing is sent.
     let mut frames = Vec::with_capacity(a.frames.len());

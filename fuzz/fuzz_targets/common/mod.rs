@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use canmc::CanFrame;
 
 /// The fixed key of the authenticated-datagram checks (and of the seeds made with it).
-pub const KEY: [u8; 32] = *b"canmc fuzz key, not a secret!!!!";
+pub const KEY: canmc::wire::native::AuthKey =
+    canmc::wire::native::AuthKey::from_bytes(*b"canmc fuzz key, not a secret!!!!");
 
 /// A frame handed out by a decoder or parser: valid by [`CanFrame::validate`], and
 /// with the bytes past its payload zero (the invariant `CanFrame::data` documents, which
