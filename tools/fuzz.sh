@@ -36,8 +36,9 @@ declare -A RUNS=(
     [cmc_reader]=110000
     [trc_reader]=100000
     [blf_reader]=100000
+    [mf4_reader]=60000
 )
-ORDER=(pycan_decode native_decode can_text log_reader asc_reader cmc_reader trc_reader blf_reader)
+ORDER=(pycan_decode native_decode can_text log_reader asc_reader cmc_reader trc_reader blf_reader mf4_reader)
 SCALE=${CANMC_FUZZ_SCALE:-1}
 MAX_TIME=${CANMC_FUZZ_MAX_TIME:-300}
 

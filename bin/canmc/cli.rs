@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use canmc::convert::candump::TimeMode;
+use canmc::convert::{ConvertError, FileFormat, WriterOptions};
 use canmc::filter::IdFilter;
 use canmc::gen;
 use canmc::recv::IoMode;
@@ -266,9 +267,12 @@ pub(crate) struct RecordArgs {
     pub(crate) net: NetArgs,
     #[command(flatten)]
     pub(crate) recv: RecvOpts,
-    /// Output file; its extension picks the format (.cmc, .log, .pcapng, .pcap, .asc, .trc or .blf).
+    /// Output file; its extension picks the format (.cmc, .log, .pcapng, .pcap, .asc, .trc,
+    /// .blf, .mf4, .parquet); with --partition, a folder of Parquet files.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     pub(crate) output: PathBuf,
+    #[command(flatten)]
+    pub(crate) out: OutputOpts,
     /// .cmc segment size in MiB: a new segment file (FILE.1, FILE.2, …) starts when one is full.
     #[arg(long, value_name = "MIB", default_value_t = 64,
           value_parser = clap::value_parser!(u64).range(1..=65536))]
@@ -344,12 +348,15 @@ pub(crate) struct ReplayArgs {
 
 #[derive(Args)]
 pub(crate) struct ConvertArgs {
-    /// Input: .cmc, .log, .pcapng, .pcap, .asc, .trc or .blf (by extension).
+    /// Input: .cmc, .log, .pcapng, .pcap, .asc, .trc, .blf, .mf4 or .parquet (by extension).
     #[arg(value_name = "IN")]
     pub(crate) input: PathBuf,
-    /// Output: .cmc, .log, .pcapng, .pcap, .asc, .trc or .blf (by extension).
+    /// Output: .cmc, .log, .pcapng, .pcap, .asc, .trc, .blf, .mf4 or .parquet (by
+    /// extension); with --partition, a folder of Parquet files.
     #[arg(value_name = "OUT")]
     pub(crate) output: PathBuf,
+    #[command(flatten)]
+    pub(crate) out: OutputOpts,
     /// Skip lines, packets or objects of the input that do not parse (counted) instead
     /// of stopping at the first.
     #[arg(long)]
@@ -367,9 +374,81 @@ pub(crate) struct ConvertArgs {
     pub(crate) blf_uncompressed: bool,
 }
 
+/// Output options of the file formats that have any (`record`, `convert`).
+#[derive(Args, Clone, Debug)]
+pub(crate) struct OutputOpts {
+    /// Write Hive-style Parquet partitions into the output folder:
+    /// date=YYYY-MM-DD/hour=HH/part-….parquet (UTC).
+    #[arg(long, value_name = "hour")]
+    pub(crate) partition: Option<PartitionArg>,
+    /// Parquet column compression.
+    #[arg(long, value_name = "zstd|snappy|none", default_value = "zstd")]
+    pub(crate) compression: CompressionArg,
+    /// Parquet rows per row group.
+    #[arg(long, value_name = "ROWS", default_value_t = canmc::convert::parquet::DEFAULT_ROW_GROUP,
+          value_parser = clap::builder::TypedValueParser::map(
+              clap::value_parser!(u64).range(1..=1 << 26), |v| v as usize))]
+    pub(crate) row_group: usize,
+    /// MF4: write deflated (DZ) data blocks.
+    #[arg(long)]
+    pub(crate) mf4_compress: bool,
+    /// MF4: one unsorted data group (records in arrival order) instead of one per frame kind.
+    #[arg(long)]
+    pub(crate) mf4_unsorted: bool,
+}
+
+/// `--partition`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum PartitionArg {
+    /// One folder per UTC hour.
+    Hour,
+}
+
+/// `--compression`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub(crate) enum CompressionArg {
+    Zstd,
+    Snappy,
+    None,
+}
+
+impl OutputOpts {
+    /// The format `path` is written in: by extension, or Parquet with --partition.
+    pub(crate) fn format(&self, path: &std::path::Path) -> Result<FileFormat, ConvertError> {
+        if self.partition.is_some() {
+            return Ok(FileFormat::Parquet);
+        }
+        FileFormat::from_path(path)
+    }
+
+    /// These options in `w`.
+    pub(crate) fn apply(&self, w: &mut WriterOptions) {
+        use canmc::convert::{mf4, parquet};
+        w.mf4 = mf4::Mf4Options {
+            compress: self.mf4_compress,
+            layout: if self.mf4_unsorted {
+                mf4::Layout::Unsorted
+            } else {
+                mf4::Layout::Sorted
+            },
+        };
+        w.parquet.partition = match self.partition {
+            Some(PartitionArg::Hour) => parquet::Partition::Hour,
+            None => parquet::Partition::None,
+        };
+        w.parquet.row_group_rows = self.row_group;
+        w.parquet.compression = match self.compression {
+            CompressionArg::Zstd => parquet::Compression::Zstd,
+            CompressionArg::Snappy => parquet::Compression::Snappy,
+            CompressionArg::None => parquet::Compression::None,
+        };
+    }
+}
+
 #[derive(Args)]
 pub(crate) struct InfoArgs {
-    /// A capture file: .cmc, .log, .pcapng, .pcap, .asc, .trc or .blf (by extension).
+    /// A capture file: .cmc, .log, .pcapng, .pcap, .asc, .trc, .blf, .mf4 or .parquet (by
+    /// extension).
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
     /// Print one JSON object.

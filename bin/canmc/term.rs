@@ -144,6 +144,9 @@ impl Progress {
             FileFormat::Pcap | FileFormat::Pcapng => 48,
             // Compressed containers: about 8 bytes per classic frame.
             FileFormat::Blf => 8,
+            // Uncompressed records are 84 bytes, deflated ones a few.
+            FileFormat::Mf4 => 40,
+            FileFormat::Parquet => 8,
         };
         let estimate = (total_bytes / per_event).max(1);
         let bar = (io::stderr().is_terminal() && total_bytes > 8 << 20).then(|| {

@@ -5,6 +5,9 @@
 pub mod asc;
 pub mod blf;
 pub mod candump;
+pub mod mf4;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod pcap;
 pub mod trc;
 
@@ -34,6 +37,10 @@ pub enum FileFormat {
     Trc,
     /// Vector BLF (`.blf`).
     Blf,
+    /// ASAM MDF 4.1 bus logging (`.mf4`).
+    Mf4,
+    /// Apache Parquet, one row per event (`.parquet`; needs the `parquet` feature).
+    Parquet,
 }
 
 impl FileFormat {
@@ -51,6 +58,8 @@ impl FileFormat {
             Some("asc") => Ok(FileFormat::Asc),
             Some("trc") => Ok(FileFormat::Trc),
             Some("blf") => Ok(FileFormat::Blf),
+            Some("mf4") => Ok(FileFormat::Mf4),
+            Some("parquet") => Ok(FileFormat::Parquet),
             _ => Err(ConvertError::UnknownExtension(path.to_path_buf())),
         }
     }
@@ -65,6 +74,8 @@ impl FileFormat {
             FileFormat::Asc => "ASC",
             FileFormat::Trc => "TRC",
             FileFormat::Blf => "BLF",
+            FileFormat::Mf4 => "MF4",
+            FileFormat::Parquet => "Parquet",
         }
     }
 }
@@ -114,7 +125,8 @@ impl fmt::Display for ConvertError {
         match self {
             ConvertError::UnknownExtension(p) => write!(
                 f,
-                "{}: unknown extension (use .cmc, .log, .pcapng, .pcap, .asc, .trc or .blf)",
+                "{}: unknown extension (use .cmc, .log, .pcapng, .pcap, .asc, .trc, .blf, .mf4 \
+                 or .parquet)",
                 p.display()
             ),
             ConvertError::Io { path, source } => write!(f, "{}: {source}", path.display()),
@@ -233,6 +245,11 @@ pub struct WriterOptions {
     pub trc_version: trc::TrcVersion,
     /// Write `.blf` containers without zlib (stored), instead of compressed.
     pub blf_uncompressed: bool,
+    /// `.mf4`: compressed data blocks.
+    pub mf4: mf4::Mf4Options,
+    /// `.parquet`: compression, row-group size, partitions.
+    #[cfg(feature = "parquet")]
+    pub parquet: parquet::ParquetOptions,
 }
 
 /// Opens a writer for `path` in `format` (see [`FileFormat::from_path`]).
@@ -259,6 +276,17 @@ pub fn create_writer(
             path,
             !opts.blf_uncompressed,
         )?)),
+        FileFormat::Mf4 => Ok(Box::new(mf4::Mf4Writer::create(path, opts.mf4)?)),
+        #[cfg(feature = "parquet")]
+        FileFormat::Parquet => Ok(Box::new(parquet::ParquetWriter::create(
+            path,
+            opts.parquet,
+        )?)),
+        #[cfg(not(feature = "parquet"))]
+        FileFormat::Parquet => Err(ConvertError::Unsupported {
+            format,
+            what: "written by a build without the `parquet` feature",
+        }),
     }
 }
 
@@ -585,6 +613,16 @@ pub fn read_events(
         FileFormat::Asc => return asc::read(path, opts, f),
         FileFormat::Trc => return trc::read(path, opts, f),
         FileFormat::Blf => return blf::read(path, opts, f),
+        FileFormat::Mf4 => return mf4::read(path, opts, f),
+        #[cfg(feature = "parquet")]
+        FileFormat::Parquet => return parquet::read(path, opts, f),
+        #[cfg(not(feature = "parquet"))]
+        FileFormat::Parquet => {
+            return Err(ConvertError::Unsupported {
+                format,
+                what: "read by a build without the `parquet` feature",
+            })
+        }
         FileFormat::Pcapng | FileFormat::Pcap => {
             let mut failed = None;
             pcap::read_packets(path, format == FileFormat::Pcapng, &mut |p| {

@@ -13,6 +13,7 @@ mod cli_errors;
 mod convert_interop;
 mod engine;
 mod fuzz_decoders;
+mod lake;
 mod native_props;
 mod pycan_golden;
 mod record_crash;

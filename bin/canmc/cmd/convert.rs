@@ -11,7 +11,10 @@ pub(crate) fn run(a: ConvertArgs) -> Result<(), Failure> {
         return super::signals::convert_to_csv(&a, dbc);
     }
     let in_format = FileFormat::from_path(&a.input).map_err(|e| Failure::usage(e.to_string()))?;
-    let out_format = FileFormat::from_path(&a.output).map_err(|e| Failure::usage(e.to_string()))?;
+    let out_format = a
+        .out
+        .format(&a.output)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     if !a.input.exists() {
         return Err(Failure::runtime(format!(
             "{}: no such file",
@@ -19,7 +22,7 @@ pub(crate) fn run(a: ConvertArgs) -> Result<(), Failure> {
         )));
     }
     let total_bytes = std::fs::metadata(&a.input).map(|m| m.len()).unwrap_or(0);
-    let opts = WriterOptions {
+    let mut opts = WriterOptions {
         trc_version: if a.trc_version == "1.1" {
             conv::trc::TrcVersion::V1_1
         } else {
@@ -28,6 +31,7 @@ pub(crate) fn run(a: ConvertArgs) -> Result<(), Failure> {
         blf_uncompressed: a.blf_uncompressed,
         ..WriterOptions::default()
     };
+    a.out.apply(&mut opts);
     let mut writer = conv::create_writer(&a.output, out_format, opts).map_err(convert_failure)?;
     let mut progress = Progress::new(total_bytes, in_format);
     let mut write_error = None;

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use canmc::convert::{self as conv, FileFormat, WriterOptions};
+use canmc::convert::{self as conv, WriterOptions};
 use canmc::engine::Engine;
 use canmc::filter::FilterSet;
 use canmc::record::RecorderOptions;
@@ -62,14 +62,18 @@ pub(crate) fn run(a: RecordArgs) -> Result<(), Failure> {
         return super::can::record(a, &iface);
     }
     let filters = FilterSet::new(a.filters.clone());
-    let format = FileFormat::from_path(&a.output).map_err(|e| Failure::usage(e.to_string()))?;
-    let opts = WriterOptions {
+    let format = a
+        .out
+        .format(&a.output)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let mut opts = WriterOptions {
         recorder: RecorderOptions {
             segment_size: a.segment_size << 20,
             ..RecorderOptions::default()
         },
         ..WriterOptions::default()
     };
+    a.out.apply(&mut opts);
     // With `--io auto`, record takes recvmmsg: with the 2 ms coalescing below it cost
     // 0.75 µs of CPU per frame at 20 000 frames/s against 4.2 µs for io_uring, and
     // 0.63 against 0.76 µs at 450 000/s (docs/perf.md). `--io uring` still chooses it.
