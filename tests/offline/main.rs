@@ -18,7 +18,7 @@ mod native_props;
 mod pycan_golden;
 mod record_crash;
 mod record_props;
+mod vector_interop;
 mod view_cli;
 mod view_dbc;
 mod view_plot;
-mod vector_interop;
