@@ -143,7 +143,12 @@ fn parse_wire(wire: &str) -> PyResult<WireFormat> {
 
 fn read_key(key_file: Option<PathBuf>) -> PyResult<Option<native::AuthKey>> {
     key_file
-        .map(|p| native::read_key_file(&p).map_err(|e| io_error("key file", e)))
+        .map(|p| {
+            native::read_key_file(&p).map_err(|e| match e {
+                native::KeyFileError::Read { source, .. } => io_error("key file", source),
+                other => PyValueError::new_err(other.to_string()),
+            })
+        })
         .transpose()
 }
 
@@ -171,7 +176,8 @@ fn net_config(
             .map_err(|_| PyValueError::new_err(format!("source {s:?} is not an IP address")))?;
         cfg.sources.push(ip);
     }
-    cfg.validate().map_err(PyValueError::new_err)?;
+    cfg.validate()
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
     Ok(cfg)
 }
 
