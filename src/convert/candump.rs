@@ -52,22 +52,17 @@ fn push_ts(out: &mut Vec<u8>, ns: u64, sec_width: usize) {
 ///
 /// The interface name is the frame's channel as [`Channel`]'s `Display` shows it. A
 /// transmitted frame ends in ` T` (candump `-x`, python-can); a received one has no
-/// suffix, which every reader takes as received. Error frames are written as candump
-/// writes them: the class in the ID and 8 data bytes (zero-padded). A raw DLC 9–15 is
-/// the `_C` suffix.
+/// suffix, which every reader takes as received. An error frame is written with the
+/// class in the ID and exactly the data bytes it has: a kernel error frame has 8, as
+/// candump prints; one from python-can has none and is written `20000000#` (padding it
+/// would change the frame on a round trip). A raw DLC 9–15 is the `_C` suffix.
 pub fn write_log_line(frame: &CanFrame, out: &mut Vec<u8>) {
     out.push(b'(');
     push_ts(out, frame.timestamp_ns, 10);
     out.extend_from_slice(b") ");
     let _ = write!(out, "{} ", frame.channel);
     let mut text = [0u8; CanFrame::TEXT_MAX];
-    let n = if frame.is_error() && frame.len < 8 {
-        let mut padded = *frame;
-        padded.len = 8;
-        padded.write_text(&mut text)
-    } else {
-        frame.write_text(&mut text)
-    };
+    let n = frame.write_text(&mut text);
     out.extend_from_slice(&text[..n]);
     if frame.direction() == Direction::Tx {
         out.extend_from_slice(b" T");
@@ -357,7 +352,7 @@ mod tests {
         assert!(parse_log_line("(1.0) can99999999999999999999999 123#00").is_err());
     }
 
-    /// Direction and raw DLC survive; error frames carry their class and 8 bytes.
+    /// Direction and raw DLC survive; error frames carry their class and their bytes.
     #[test]
     fn direction_raw_dlc_and_error_frames() {
         let mut tx = frame(
@@ -374,10 +369,15 @@ mod tests {
         let mut err = CanFrame::EMPTY;
         err.flags = crate::frame::flags::ERROR | crate::frame::flags::EXTENDED;
         err.id = 0x80;
+        assert_eq!(log_line(&err), "(0000000000.000000) vcan0 20000080#\n");
+        assert_eq!(parse_log_line(&log_line(&err)).unwrap().unwrap(), err);
+        err.len = 8;
+        err.data[0] = 0x04;
         assert_eq!(
             log_line(&err),
-            "(0000000000.000000) vcan0 20000080#0000000000000000\n"
+            "(0000000000.000000) vcan0 20000080#0400000000000000\n"
         );
+        assert_eq!(parse_log_line(&log_line(&err)).unwrap().unwrap(), err);
     }
 
     #[test]

@@ -1090,7 +1090,8 @@ fn collect_blocks(src: &Src, at: u64, out: &mut Vec<u64>, depth: u32) -> Result<
                     return Err("too many data lists (a link loop?)".into());
                 }
                 let dl = src.block(dl_at, b"##DL")?;
-                for &b in &dl.links[1..] {
+                // links[0] is the next list; a list with no links is damaged.
+                for &b in dl.links.get(1..).unwrap_or_default() {
                     match src.head(b) {
                         Ok((id, _, _)) if &id == b"##DL" || &id == b"##HL" => {
                             collect_blocks(src, b, out, depth + 1)?
