@@ -369,6 +369,8 @@ mod tests {
         let mut err = CanFrame::EMPTY;
         err.flags = crate::frame::flags::ERROR | crate::frame::flags::EXTENDED;
         err.id = 0x80;
+        // A frame without a channel is written on `vcan0` and reads back with it.
+        err.channel = Channel::str("vcan0").unwrap();
         assert_eq!(log_line(&err), "(0000000000.000000) vcan0 20000080#\n");
         assert_eq!(parse_log_line(&log_line(&err)).unwrap().unwrap(), err);
         err.len = 8;
