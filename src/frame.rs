@@ -646,13 +646,31 @@ fn syntax(msg: impl Into<String>) -> FrameError {
 }
 
 fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
+    match HEX_VALUE[c as usize] {
+        NOT_HEX => None,
+        v => Some(v),
     }
 }
+
+const NOT_HEX: u8 = 0xFF;
+
+/// The value of each hex digit byte, [`NOT_HEX`] for the others: one load per digit
+/// instead of three range tests (frame parsing is most of reading a `.log`).
+static HEX_VALUE: [u8; 256] = {
+    let mut t = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// Parses can-utils frame syntax from bytes, without allocating on success.
 ///

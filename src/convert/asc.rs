@@ -24,10 +24,15 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{parse_loss_note, ConvertError, FrameWriter, LossNote, ReadOptions, ReadStats};
+use super::digits::{
+    decimal_len, push_decimal, push_decimal_right, push_hex_bytes, push_signed_right, push_spaces,
+};
+use super::{
+    channel_number, parse_loss_note, ConvertError, FrameWriter, LossNote, ReadOptions, ReadStats,
+};
 use crate::event::Event;
 use crate::frame::SenderAddr;
-use crate::frame::{flags, parse_frame, CanFrame, Channel, ChannelRef, Direction};
+use crate::frame::{flags, parse_frame, CanFrame, Channel, Direction};
 
 const ERROR_COMMENT: &str = "// canmc error frame: ";
 
@@ -145,20 +150,6 @@ fn parse_date(text: &str) -> Option<u64> {
         .checked_add(frac_ns)
 }
 
-/// python-can's `channel2int(channel) + 1`, or 1 without a number.
-fn asc_channel(ch: &Channel) -> i64 {
-    match ch.get() {
-        ChannelRef::Int(n) => n.saturating_add(1),
-        ChannelRef::Str(s) => {
-            let digits = s.len() - s.bytes().rev().take_while(u8::is_ascii_digit).count();
-            s[digits..]
-                .parse::<i64>()
-                .map_or(1, |n| n.saturating_add(1))
-        }
-        ChannelRef::None => 1,
-    }
-}
-
 /// Vector ASC writer (see the module documentation for what it writes).
 #[derive(Debug)]
 pub struct AscWriter {
@@ -204,21 +195,18 @@ impl AscWriter {
         // A frame older than the first one (several senders, a clock step) keeps its
         // time: a negative offset from the trigger block.
         let rel = ns as i128 - self.start.unwrap_or(0) as i128;
-        let (sign, rel) = if rel < 0 { ("-", -rel) } else { ("", rel) };
-        let mut ts = [0u8; 48];
-        let mut cur = io::Cursor::new(&mut ts[..]);
-        let _ = write!(
-            cur,
-            "{sign}{}.{:06}",
-            rel / 1_000_000_000,
-            rel % 1_000_000_000 / 1000
-        );
-        let n = cur.position() as usize;
-        let _ = write!(
-            self.line,
-            " {:>8} ",
-            std::str::from_utf8(&ts[..n]).unwrap_or("0.000000")
-        );
+        let (negative, rel) = (rel < 0, rel.unsigned_abs());
+        let secs = (rel / 1_000_000_000) as u64;
+        let width = negative as usize + decimal_len(secs) + 7;
+        self.line.push(b' ');
+        push_spaces(&mut self.line, 8usize.saturating_sub(width));
+        if negative {
+            self.line.push(b'-');
+        }
+        push_decimal(&mut self.line, secs, 0);
+        self.line.push(b'.');
+        push_decimal(&mut self.line, (rel % 1_000_000_000 / 1000) as u64, 6);
+        self.line.push(b' ');
     }
 
     /// Appends a `//` comment line saying what was lost before `ns`.
@@ -240,7 +228,7 @@ impl AscWriter {
 
 impl FrameWriter for AscWriter {
     fn write_frame(&mut self, frame: &CanFrame) -> Result<(), ConvertError> {
-        let channel = asc_channel(&frame.channel);
+        let channel = channel_number(&frame.channel);
         self.begin(frame.timestamp_ns);
         if frame.is_error() {
             self.line.extend_from_slice(ERROR_COMMENT.as_bytes());
@@ -257,42 +245,54 @@ impl FrameWriter for AscWriter {
             return self.put();
         }
         self.push_time(frame.timestamp_ns);
-        let mut id = [0u8; 16];
-        let mut cur = io::Cursor::new(&mut id[..]);
-        let _ = write!(cur, "{:X}", frame.id);
-        if frame.is_extended() {
-            let _ = write!(cur, "x");
-        }
-        let n = cur.position() as usize;
-        let id = std::str::from_utf8(&id[..n]).unwrap_or("0");
+        let mut id_text = [0u8; 9];
+        let id = asc_id(frame, &mut id_text);
         let l = &mut self.line;
         let dir = match frame.direction() {
             Direction::Rx => "Rx",
             Direction::Tx => "Tx",
         };
         if frame.is_fd() {
-            let fl = 0x1000
-                | if frame.brs() { 0x2000 } else { 0 }
-                | if frame.esi() { 0x4000 } else { 0 };
-            let _ = write!(
-                l,
-                "CANFD {channel:>3} {dir}   {id:>8}  {:>32} {} {} {:x} {:>2} ",
-                "",
-                frame.brs() as u8,
-                frame.esi() as u8,
-                frame.dlc(),
-                frame.len
-            );
-            push_hex(l, frame.payload());
-            let _ = writeln!(
-                l,
-                " {:>8} {:>4} {fl:>8X} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                0, 0, 0, 0, 0, 0, 0
-            );
+            // python-can's `CANFD {channel:>3} {dir}   {id:>8}  {symbolic:>32} {brs} {esi}
+            // {dlc:x} {len:>2} DATA {length:>8} {bitcount:>4} {flags:>8X} {crc:>8}
+            // {bit timings:>8} ×4`, the unknown columns 0; by hand as the line below.
+            // The flags column: 0x1000 (EDL) | 0x2000 (BRS) | 0x4000 (ESI).
+            let flags_digit = b'1' + 2 * frame.brs() as u8 + 4 * frame.esi() as u8;
+            l.extend_from_slice(b"CANFD ");
+            push_signed_right(l, channel, 3);
+            l.push(b' ');
+            l.extend_from_slice(dir.as_bytes());
+            l.extend_from_slice(b"   ");
+            push_spaces(l, 8usize.saturating_sub(id.len()));
+            l.extend_from_slice(id.as_bytes());
+            push_spaces(l, 2 + 32 + 1);
+            l.extend_from_slice(if frame.brs() { b"1 " } else { b"0 " });
+            l.extend_from_slice(if frame.esi() { b"1 " } else { b"0 " });
+            l.push(b"0123456789abcdef"[(frame.dlc() & 0xF) as usize]);
+            l.push(b' ');
+            push_decimal_right(l, frame.len as u64, 2);
+            l.push(b' ');
+            push_hex_bytes(l, frame.payload());
+            l.extend_from_slice(b"        0    0     ");
+            l.push(flags_digit);
+            l.extend_from_slice(b"000        0        0        0        0        0\n");
         } else {
-            let kind = if frame.is_remote() { 'r' } else { 'd' };
-            let _ = write!(l, "{channel}  {id:<15} {dir}   {kind} {:x} ", frame.dlc());
-            push_hex(l, frame.payload());
+            // `{channel}  {id:<15} {dir}   {kind} {dlc:x} DATA`, by hand: the most
+            // common line of every ASC file (docs/perf.md).
+            push_signed_right(l, channel, 0);
+            l.extend_from_slice(b"  ");
+            l.extend_from_slice(id.as_bytes());
+            push_spaces(l, 15usize.saturating_sub(id.len()));
+            l.push(b' ');
+            l.extend_from_slice(dir.as_bytes());
+            l.extend_from_slice(if frame.is_remote() {
+                b"   r "
+            } else {
+                b"   d "
+            });
+            l.push(b"0123456789abcdef"[(frame.dlc() & 0xF) as usize]);
+            l.push(b' ');
+            push_hex_bytes(l, frame.payload());
             l.push(b'\n');
         }
         self.put()
@@ -330,15 +330,19 @@ impl FrameWriter for AscWriter {
     }
 }
 
-fn push_hex(out: &mut Vec<u8>, data: &[u8]) {
+/// The ID column: hex without leading zeros, `x` after an extended one.
+fn asc_id<'a>(frame: &CanFrame, text: &'a mut [u8; 9]) -> &'a str {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for (i, b) in data.iter().enumerate() {
-        if i > 0 {
-            out.push(b' ');
-        }
-        out.push(HEX[(b >> 4) as usize]);
-        out.push(HEX[(b & 0xF) as usize]);
+    let digits = ((32 - frame.id.leading_zeros() as usize).div_ceil(4)).max(1);
+    for (i, d) in text[..digits].iter_mut().rev().enumerate() {
+        *d = HEX[((frame.id >> (i * 4)) & 0xF) as usize];
     }
+    let mut n = digits;
+    if frame.is_extended() {
+        text[n] = b'x';
+        n += 1;
+    }
+    std::str::from_utf8(&text[..n]).unwrap_or("0")
 }
 
 /// Parses `12.345678` or `-0.5` (seconds, up to 9 decimals) to signed ns.

@@ -7,6 +7,7 @@
 use std::fmt;
 use std::io::Write;
 
+use super::digits::push_decimal;
 use crate::frame::{parse_frame, CanFrame, Channel, Direction, FrameError};
 
 /// How candump prints the time in front of a frame (`-t`).
@@ -38,14 +39,11 @@ impl std::str::FromStr for TimeMode {
     }
 }
 
+/// Appends `SECONDS.MICROS`, the seconds zero-padded to `sec_width` digits.
 fn push_ts(out: &mut Vec<u8>, ns: u64, sec_width: usize) {
-    let _ = write!(
-        out,
-        "{:0w$}.{:06}",
-        ns / 1_000_000_000,
-        (ns % 1_000_000_000) / 1_000,
-        w = sec_width
-    );
+    push_decimal(out, ns / 1_000_000_000, sec_width);
+    out.push(b'.');
+    push_decimal(out, (ns % 1_000_000_000) / 1_000, 6);
 }
 
 /// Appends one candump log line (with `\n`): `(1700000000.123456) can0 123#DEADBEEF`.
@@ -187,19 +185,25 @@ impl fmt::Display for LogLineError {
 
 impl std::error::Error for LogLineError {}
 
+/// `(SECONDS.FRACTION)` to ns: 1–9 fraction digits (or none), in one pass over the bytes.
 fn parse_timestamp(t: &str) -> Option<u64> {
-    let t = t.strip_prefix('(')?.strip_suffix(')')?;
-    let (secs, frac) = t.split_once('.').unwrap_or((t, ""));
-    if secs.is_empty() || !secs.bytes().all(|b| b.is_ascii_digit()) {
+    let t = t.as_bytes().strip_prefix(b"(")?.strip_suffix(b")")?;
+    let whole_len = t.iter().take_while(|b| b.is_ascii_digit()).count();
+    if whole_len == 0 {
         return None;
     }
-    if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 9 {
-        return None;
+    let mut secs: u64 = 0;
+    for &b in &t[..whole_len] {
+        secs = secs.checked_mul(10)?.checked_add((b - b'0') as u64)?;
     }
-    let secs: u64 = secs.parse().ok()?;
+    let frac = match &t[whole_len..] {
+        [] => &[][..],
+        [b'.', frac @ ..] if frac.len() <= 9 && frac.iter().all(u8::is_ascii_digit) => frac,
+        _ => return None,
+    };
     let mut nanos: u64 = 0;
     for i in 0..9 {
-        nanos = nanos * 10 + frac.as_bytes().get(i).map_or(0, |b| (b - b'0') as u64);
+        nanos = nanos * 10 + frac.get(i).map_or(0, |b| (b - b'0') as u64);
     }
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
@@ -380,6 +384,29 @@ mod tests {
             "(0000000000.000000) vcan0 20000080#0400000000000000\n"
         );
         assert_eq!(parse_log_line(&log_line(&err)).unwrap().unwrap(), err);
+    }
+
+    #[test]
+    fn timestamps_take_0_to_9_fraction_digits_and_refuse_the_rest() {
+        for (text, ns) in [
+            ("(5)", Some(5_000_000_000)),
+            ("(5.)", Some(5_000_000_000)),
+            ("(1.5)", Some(1_500_000_000)),
+            ("(0001.000001)", Some(1_000_001_000)),
+            ("(1.123456789)", Some(1_123_456_789)),
+            ("(18446744073.709551615)", Some(u64::MAX)),
+            ("(18446744073.709551616)", None),
+            ("(99999999999999999999.0)", None),
+            ("(1.1234567891)", None),
+            ("()", None),
+            ("(.5)", None),
+            ("(1.5x)", None),
+            ("(1,5)", None),
+            ("(-1.5)", None),
+            ("1.5", None),
+        ] {
+            assert_eq!(parse_timestamp(text), ns, "{text}");
+        }
     }
 
     #[test]

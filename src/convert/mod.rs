@@ -5,6 +5,7 @@
 pub mod asc;
 pub mod blf;
 pub mod candump;
+mod digits;
 pub mod mf4;
 #[cfg(feature = "parquet")]
 pub mod parquet;
@@ -17,7 +18,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use crate::event::Event;
-use crate::frame::{CanFrame, SenderAddr};
+use crate::frame::{CanFrame, Channel, ChannelRef, SenderAddr};
 use crate::record::{End, Record, RecordError, Recorder, RecorderOptions, Recording};
 
 /// A capture file format.
@@ -423,6 +424,21 @@ pub(crate) fn parse_loss_what(what: &str) -> Option<LossNote> {
     })
 }
 
+/// The 1-based channel column of ASC and TRC: python-can's `channel2int(channel) + 1`,
+/// or 1 without a number.
+pub(crate) fn channel_number(ch: &Channel) -> i64 {
+    match ch.get() {
+        ChannelRef::Int(n) => n.saturating_add(1),
+        ChannelRef::Str(s) => {
+            let digits = s.len() - s.bytes().rev().take_while(u8::is_ascii_digit).count();
+            s[digits..]
+                .parse::<i64>()
+                .map_or(1, |n| n.saturating_add(1))
+        }
+        ChannelRef::None => 1,
+    }
+}
+
 /// Reads a text capture line by line, for the line-based formats. `parse` gets each
 /// line (with its end) and returns `Ok(true)` to go on, `Ok(false)` to stop, or
 /// `Err(message)` for a line that does not parse: that stops reading with an error
@@ -438,29 +454,78 @@ pub(crate) fn read_lines(
 ) -> Result<(), ConvertError> {
     let file = File::open(path).map_err(io_err(path))?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
-    let mut raw = Vec::with_capacity(512);
-    let mut number = 0u64;
+    let mut lines = LineParser {
+        path,
+        skip_bad,
+        stats,
+        parse,
+        number: 0,
+    };
+    // Lines are parsed where they lie in the read buffer; only a line that spans two
+    // reads is copied (into `carry`). Measured: the copy and the lossy UTF-8 pass of
+    // `read_until` + `from_utf8_lossy` were 16 % of `.log` → `.log` (docs/perf.md).
+    let mut carry: Vec<u8> = Vec::with_capacity(512);
     loop {
-        raw.clear();
-        if reader.read_until(b'\n', &mut raw).map_err(io_err(path))? == 0 {
+        let buf = reader.fill_buf().map_err(io_err(path))?;
+        if buf.is_empty() {
+            if !carry.is_empty() {
+                lines.line(&carry)?;
+            }
             return Ok(());
         }
-        number += 1;
-        let line = String::from_utf8_lossy(&raw);
-        match parse(&line) {
-            Ok(true) => {}
-            Ok(false) => {
-                stats.stopped = true;
+        let mut done = 0;
+        for end in memchr::memchr_iter(b'\n', buf) {
+            let go_on = if carry.is_empty() {
+                lines.line(&buf[done..=end])?
+            } else {
+                carry.extend_from_slice(&buf[done..=end]);
+                let go_on = lines.line(&carry)?;
+                carry.clear();
+                go_on
+            };
+            done = end + 1;
+            if !go_on {
                 return Ok(());
             }
-            Err(_) if skip_bad => stats.skipped += 1,
-            Err(message) => {
-                return Err(ConvertError::Parse {
-                    path: path.to_path_buf(),
-                    line: number,
-                    message: format!("{message} (use --skip-bad to skip such lines)"),
-                })
+        }
+        carry.extend_from_slice(&buf[done..]);
+        let n = buf.len();
+        reader.consume(n);
+    }
+}
+
+/// One line at a time for [`read_lines`]: numbering, UTF-8, and what a bad line does.
+struct LineParser<'a> {
+    path: &'a Path,
+    skip_bad: bool,
+    stats: &'a mut ReadStats,
+    parse: &'a mut dyn FnMut(&str) -> Result<bool, String>,
+    number: u64,
+}
+
+impl LineParser<'_> {
+    /// Parses one line (with its end); `Ok(false)` when the caller asked to stop.
+    fn line(&mut self, raw: &[u8]) -> Result<bool, ConvertError> {
+        self.number += 1;
+        let line = match std::str::from_utf8(raw) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(raw),
+        };
+        match (self.parse)(&line) {
+            Ok(true) => Ok(true),
+            Ok(false) => {
+                self.stats.stopped = true;
+                Ok(false)
             }
+            Err(_) if self.skip_bad => {
+                self.stats.skipped += 1;
+                Ok(true)
+            }
+            Err(message) => Err(ConvertError::Parse {
+                path: self.path.to_path_buf(),
+                line: self.number,
+                message: format!("{message} (use --skip-bad to skip such lines)"),
+            }),
         }
     }
 }

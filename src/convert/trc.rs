@@ -31,11 +31,14 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{parse_loss_note, ConvertError, FileFormat, FrameWriter, ReadOptions, ReadStats};
-use crate::event::Event;
-use crate::frame::{
-    dlc_to_len, flags, CanFrame, Channel, ChannelRef, Direction, SenderAddr, CAN_ERR_FLAG,
+use super::digits::{
+    decimal_len, push_decimal, push_decimal_right, push_hex_bytes, push_signed_right, push_spaces,
 };
+use super::{
+    channel_number, parse_loss_note, ConvertError, FileFormat, FrameWriter, ReadOptions, ReadStats,
+};
+use crate::event::Event;
+use crate::frame::{dlc_to_len, flags, CanFrame, Channel, Direction, SenderAddr, CAN_ERR_FLAG};
 
 /// Which TRC version [`TrcWriter`] writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -217,49 +220,17 @@ impl TrcWriter {
         } else {
             ("", ticks)
         };
-        let mut buf = [0u8; 64];
-        let mut cur = io::Cursor::new(&mut buf[..]);
-        let _ = write!(
-            cur,
-            "{sign}{}.{:0d$}",
-            ticks / per_ms,
-            ticks % per_ms,
-            d = decimals
-        );
-        let n = cur.position() as usize;
-        for _ in n..width {
-            self.line.push(b' ');
-        }
-        self.line.extend_from_slice(&buf[..n]);
+        let (whole, part) = ((ticks / per_ms) as u64, (ticks % per_ms) as u64);
+        let n = sign.len() + decimal_len(whole) + 1 + decimals;
+        push_spaces(&mut self.line, width.saturating_sub(n));
+        self.line.extend_from_slice(sign.as_bytes());
+        push_decimal(&mut self.line, whole, 0);
+        self.line.push(b'.');
+        push_decimal(&mut self.line, part, decimals);
     }
 
     fn put(&mut self) -> Result<(), ConvertError> {
         self.out.write_all(&self.line).map_err(io_err(&self.path))
-    }
-}
-
-/// TRC bus: python-can's `channel2int(channel) + 1`, or 1 without a number (as ASC).
-fn trc_bus(ch: &Channel) -> i64 {
-    match ch.get() {
-        ChannelRef::Int(n) => n.saturating_add(1),
-        ChannelRef::Str(s) => {
-            let digits = s.len() - s.bytes().rev().take_while(u8::is_ascii_digit).count();
-            s[digits..]
-                .parse::<i64>()
-                .map_or(1, |n| n.saturating_add(1))
-        }
-        ChannelRef::None => 1,
-    }
-}
-
-fn push_data(out: &mut Vec<u8>, data: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for (i, b) in data.iter().enumerate() {
-        if i > 0 {
-            out.push(b' ');
-        }
-        out.push(HEX[(b >> 4) as usize]);
-        out.push(HEX[(b & 0xF) as usize]);
     }
 }
 
@@ -299,17 +270,31 @@ impl FrameWriter for TrcWriter {
                     (true, false, true) => "FE",
                     (true, true, true) => "BI",
                 };
-                let _ = write!(self.line, "{:>7} ", self.number);
+                // `{number:>7} {offset:>13} {kind} {bus:>2} {id:>8} {dir} -  {dlc:<4} DATA`,
+                // by hand: `write!` with widths was most of the writer's time.
+                push_decimal_right(&mut self.line, self.number, 7);
+                self.line.push(b' ');
                 self.push_offset(frame.timestamp_ns, 13);
-                let bus = trc_bus(&frame.channel);
+                let line = &mut self.line;
+                line.push(b' ');
+                line.extend_from_slice(kind.as_bytes());
+                line.push(b' ');
+                push_signed_right(line, channel_number(&frame.channel), 2);
+                line.push(b' ');
+                push_spaces(line, 8 - id.len());
+                line.extend_from_slice(id.as_bytes());
+                line.push(b' ');
+                line.extend_from_slice(dir.as_bytes());
+                line.extend_from_slice(b" -  ");
                 let dlc = if frame.is_error() { 8 } else { frame.dlc() };
-                let _ = write!(self.line, " {kind} {bus:>2} {id:>8} {dir} -  {dlc:<4} ");
+                push_decimal(line, dlc as u64, 0);
+                push_spaces(line, 4 - decimal_len(dlc as u64) + 1);
                 if frame.is_error() {
                     let mut d = [0u8; 8];
                     d[..frame.len as usize].copy_from_slice(&frame.data[..frame.len as usize]);
-                    push_data(&mut self.line, &d);
+                    push_hex_bytes(&mut self.line, &d);
                 } else {
-                    push_data(&mut self.line, frame.payload());
+                    push_hex_bytes(&mut self.line, frame.payload());
                 }
             }
             TrcVersion::V1_1 => {
@@ -319,7 +304,7 @@ impl FrameWriter for TrcWriter {
                 if frame.is_remote() {
                     self.line.extend_from_slice(b"RTR");
                 } else {
-                    push_data(&mut self.line, frame.payload());
+                    push_hex_bytes(&mut self.line, frame.payload());
                 }
             }
         }
