@@ -47,6 +47,7 @@ impl DatagramSource for LoopSource {
                 sender: SenderAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 4000))),
                 kernel_drops: (i / 10_000) as u32, // grows now and then: KernelDrops events
                 truncated: false,
+                ..RecvMeta::default()
             };
             on_datagram(&self.datagrams[i % self.datagrams.len()], &meta);
         }

@@ -96,6 +96,9 @@ counter_list! {
     datagrams: "datagrams", Headline;
     /// Payload bytes of all received datagrams.
     bytes: "bytes", Headline;
+    /// Receives that carried more than one datagram, coalesced by UDP GRO (each of
+    /// their datagrams counts in `datagrams`). Always 0 with GRO off.
+    coalesced: "coalesced receives", JsonOnly;
     /// Datagrams the kernel dropped on the socket (SO_RXQ_OVFL).
     kernel_drops: "kernel drops", Always;
     /// Frame deliveries refused by a full ring. With
@@ -175,6 +178,7 @@ mod tests {
             &mut s.frames,
             &mut s.datagrams,
             &mut s.bytes,
+            &mut s.coalesced,
             &mut s.kernel_drops,
             &mut s.ring_drops,
             &mut s.seq_gaps,

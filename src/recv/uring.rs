@@ -9,6 +9,10 @@
 //!   `io_uring_recvmsg_out` header, the source address (room for a `sockaddr_in6`), the
 //!   control messages ([`cmsg::CONTROL_LEN`]) and then up to `buf_size` payload bytes.
 //!
+//! With UDP GRO on the socket one receive can be a 64 KiB super-datagram, so the buffers
+//! are then [`GRO_BUF_SIZE`] bytes each and fewer ([`GRO_BUF_COUNT`]): 256 × 64.2 KiB =
+//! 16.0 MiB, against 4096 × 2.2 KiB = 8.8 MiB without GRO (docs/perf.md).
+//!
 //! Ownership of a buffer alternates: it belongs to the kernel from the moment the ring
 //! tail is published past its entry until a completion names its buffer id, and to us
 //! from then until the next publish. The kernel never writes a buffer we own, so the
@@ -24,12 +28,16 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, types, IoUring};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{cmsg, DatagramSource, IoMode, RecvMeta};
+use super::{cmsg, gro_enabled, split_segments, DatagramSource, IoMode, RecvMeta, GRO_BUF_SIZE};
 
 /// Default payload capacity of one buffer; larger datagrams are cut and flagged.
 pub const DEFAULT_BUF_SIZE: usize = 2048;
 /// Default number of provided buffers (a power of two, at most 32768).
 pub const DEFAULT_BUF_COUNT: u16 = 4096;
+/// Most provided buffers on a socket with UDP GRO on, where each holds a 64 KiB receive:
+/// 256 of them hold as many datagrams of a GSO sender as 4096 small buffers do (up to 44
+/// MTU-sized datagrams per receive), in 16 MiB.
+pub const GRO_BUF_COUNT: u16 = 256;
 
 const RECV_UD: u64 = 1;
 const CANCEL_UD: u64 = 2;
@@ -250,6 +258,8 @@ pub struct UringSource {
     /// Geometry, for rebuilding on another thread.
     cq_entries: u32,
     buf_size: usize,
+    /// The socket has UDP GRO on: receives may hold several datagrams.
+    gro: bool,
     stats: UringStats,
 }
 
@@ -262,6 +272,7 @@ impl std::fmt::Debug for UringSource {
             .field("batch", &self.batch)
             .field("cq_entries", &self.cq_entries)
             .field("buf_size", &self.buf_size)
+            .field("gro", &self.gro)
             .finish_non_exhaustive()
     }
 }
@@ -290,7 +301,9 @@ impl UringSource {
     /// `batch_hint` is the largest batch the caller expects per wake-up; it only sizes
     /// the completion queue. `buf_count` must be a power of two, at most 32768.
     /// `sock` should have `SO_TIMESTAMPNS` and `SO_RXQ_OVFL` enabled for
-    /// [`RecvMeta::timestamp_ns`] and [`RecvMeta::kernel_drops`] to be filled.
+    /// [`RecvMeta::timestamp_ns`] and [`RecvMeta::kernel_drops`] to be filled. If it has
+    /// UDP GRO on ([`enable_gro`](super::enable_gro)), buffers hold at least
+    /// [`GRO_BUF_SIZE`] bytes and there are at most [`GRO_BUF_COUNT`] of them.
     pub fn new(
         sock: socket2::Socket,
         batch_hint: usize,
@@ -303,6 +316,12 @@ impl UringSource {
                 "buf_count must be a power of two <= 32768 and buf_size > 0",
             ));
         }
+        let gro = gro_enabled(&sock);
+        let (buf_size, buf_count) = if gro {
+            (buf_size.max(GRO_BUF_SIZE), buf_count.min(GRO_BUF_COUNT))
+        } else {
+            (buf_size, buf_count)
+        };
         // Every buffer in use is one pending CQE; twice that leaves room for error and
         // cancel completions so the CQ does not overflow in a full burst.
         let cq = (buf_count as u32 * 2)
@@ -328,6 +347,7 @@ impl UringSource {
             batch: batch_hint.max(1),
             cq_entries: cq,
             buf_size,
+            gro,
             stats: UringStats::default(),
         };
         src.arm()?;
@@ -408,8 +428,7 @@ impl UringSource {
                         if out.is_control_data_truncated() {
                             stats.control_truncated += 1;
                         }
-                        on_datagram(out.payload_data(), &meta);
-                        n += 1;
+                        n += split_segments(out.payload_data(), &mut meta, on_datagram);
                     }
                     Err(()) => stats.malformed += 1,
                 }
@@ -553,6 +572,10 @@ impl DatagramSource for UringSource {
 
     fn mode(&self) -> IoMode {
         IoMode::Uring
+    }
+
+    fn gro(&self) -> bool {
+        self.gro
     }
 
     fn socket_drops(&self) -> Option<u32> {
