@@ -218,7 +218,8 @@ mod tests {
         g.gro = Some(true);
         g.stats.coalesced = 3;
         assert!(
-            g.to_text().contains("(5 frames/s) via uring, GRO on (3 coalesced receives)\n"),
+            g.to_text()
+                .contains("(5 frames/s) via uring, GRO on (3 coalesced receives)\n"),
             "{}",
             g.to_text()
         );

@@ -171,7 +171,11 @@ fn steady_state_receive_path_does_not_allocate() {
     );
     assert!(s.decode_errors_total() > 0, "error path exercised");
     assert!(s.kernel_drops > 0, "kernel-drop path exercised");
-    assert_eq!(s.coalesced, s.datagrams.div_ceil(4), "coalesced-receive path exercised");
+    assert_eq!(
+        s.coalesced,
+        s.datagrams.div_ceil(4),
+        "coalesced-receive path exercised"
+    );
     assert!(here_frames > 0 && worker_frames.load(Ordering::Relaxed) > 0);
     assert!(sent.load(Ordering::Acquire) as u64 >= WARMUP + MEASURED);
     engine.stop();

@@ -165,9 +165,8 @@ fn gro_allocates_nothing(src: &mut dyn DatagramSource, port: u16) {
 
     assert_counter_works();
     let before = seen;
-    let (allocs, ()) = allocations(|| {
-        run_gro(src, &tx, &to, WARMUP * GSO_SEGS as u64, SENDS, &mut seen)
-    });
+    let (allocs, ()) =
+        allocations(|| run_gro(src, &tx, &to, WARMUP * GSO_SEGS as u64, SENDS, &mut seen));
     let n = (WARMUP + SENDS) * GSO_SEGS as u64;
     assert_eq!(seen.received, n, "{:?}", src.mode());
     assert_eq!(seen.out_of_order, 0);

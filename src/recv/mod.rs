@@ -215,7 +215,9 @@ pub fn open_source(
     let mut notes: Vec<String> = Vec::new();
     if cfg.gro {
         if let Err(e) = enable_gro(&sock) {
-            notes.push(format!("UDP GRO unavailable ({e}); one datagram per receive"));
+            notes.push(format!(
+                "UDP GRO unavailable ({e}); one datagram per receive"
+            ));
         }
     }
     let uring = |sock| -> io::Result<Box<dyn DatagramSource>> {
@@ -241,4 +243,65 @@ pub fn open_source(
     };
     let note = (!notes.is_empty()).then(|| notes.join("; "));
     Ok((src, note))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split(payload: &[u8], meta: RecvMeta) -> Vec<(Vec<u8>, RecvMeta)> {
+        let mut meta = meta;
+        let mut out = Vec::new();
+        let n = split_segments(payload, &mut meta, &mut |d, m| out.push((d.to_vec(), *m)));
+        assert_eq!(n, out.len());
+        out
+    }
+
+    #[test]
+    fn super_datagram_splits_at_the_segment_size() {
+        let payload: Vec<u8> = (0..25u8).collect();
+        let meta = RecvMeta {
+            gro_size: 10,
+            kernel_drops: 4,
+            ..RecvMeta::default()
+        };
+        let got = split(&payload, meta);
+        let lens: Vec<usize> = got.iter().map(|(d, _)| d.len()).collect();
+        assert_eq!(lens, [10, 10, 5]);
+        let joined: Vec<u8> = got.iter().flat_map(|(d, _)| d.clone()).collect();
+        assert_eq!(joined, payload);
+        for (i, (_, m)) in got.iter().enumerate() {
+            assert_eq!((m.segment, m.segments), (i as u32, 3));
+            assert_eq!(m.kernel_drops, 4);
+            assert!(!m.truncated);
+            assert_eq!(m.starts_coalesced(), i == 0);
+        }
+    }
+
+    #[test]
+    fn plain_receives_stay_whole() {
+        for (len, gro_size) in [(0, 0), (25, 0), (10, 10), (7, 10)] {
+            let meta = RecvMeta {
+                gro_size,
+                ..RecvMeta::default()
+            };
+            let got = split(&vec![1u8; len], meta);
+            assert_eq!(got.len(), 1, "{len} bytes, segment {gro_size}");
+            assert_eq!(got[0].0.len(), len);
+            assert_eq!((got[0].1.segment, got[0].1.segments), (0, 1));
+            assert!(!got[0].1.starts_coalesced());
+        }
+    }
+
+    #[test]
+    fn truncated_receive_flags_only_its_cut_tail() {
+        let meta = RecvMeta {
+            gro_size: 4,
+            truncated: true,
+            ..RecvMeta::default()
+        };
+        let got = split(&[9u8; 10], meta);
+        let flags: Vec<bool> = got.iter().map(|(_, m)| m.truncated).collect();
+        assert_eq!(flags, [false, false, true]);
+    }
 }

@@ -122,12 +122,22 @@ fn gso_stream_arrives_whole(port: u16, io: IoMode) {
     let expected: Vec<u32> = (0..FRAMES as u32).collect();
     // GRO on (the default): each GSO send comes in as one or a few receives.
     let (on, gro, ids) = receive(port, io, true);
-    assert!(gro, "{io:?}: GRO should be on with kernel UDP GRO (Linux 5.0+)");
-    assert_eq!(ids, expected, "{io:?} with GRO: frames missing or out of order");
+    assert!(
+        gro,
+        "{io:?}: GRO should be on with kernel UDP GRO (Linux 5.0+)"
+    );
+    assert_eq!(
+        ids, expected,
+        "{io:?} with GRO: frames missing or out of order"
+    );
     assert_eq!(on.frames, FRAMES, "{on:?}");
     assert_eq!(on.datagrams, DATAGRAMS, "{on:?}");
     assert_eq!(on.bytes, u64::from(SENDS) * gso_payloads(1)[0].len() as u64);
-    assert_eq!((on.kernel_drops, on.seq_gaps, on.duplicates), (0, 0, 0), "{on:?}");
+    assert_eq!(
+        (on.kernel_drops, on.seq_gaps, on.duplicates),
+        (0, 0, 0),
+        "{on:?}"
+    );
     assert_eq!(on.decode_errors_total(), 0, "{on:?}");
     assert!(
         on.coalesced > 0 && on.coalesced <= DATAGRAMS / 2,
@@ -185,7 +195,10 @@ fn pycan_datagrams_are_not_coalesced() {
         let mut bytes = 0;
         for i in 0..N {
             let mut buf = [0u8; pycan::MAX_ENCODED];
-            let n = pycan::encode(&CanFrame::new(0x100, 0, &i.to_le_bytes()).unwrap(), &mut buf);
+            let n = pycan::encode(
+                &CanFrame::new(0x100, 0, &i.to_le_bytes()).unwrap(),
+                &mut buf,
+            );
             tx.send(&buf[..n]).unwrap();
             bytes += n as u64;
         }
@@ -200,7 +213,11 @@ fn pycan_datagrams_are_not_coalesced() {
         engine.stop();
         let s = engine.stats();
         engine.join().unwrap();
-        assert_eq!((got, s.frames, s.datagrams, s.bytes), (N, N, N, bytes), "{io:?}: {s:?}");
+        assert_eq!(
+            (got, s.frames, s.datagrams, s.bytes),
+            (N, N, N, bytes),
+            "{io:?}: {s:?}"
+        );
         assert_eq!(s.coalesced, 0, "{io:?}: {s:?}");
     }
 }
@@ -213,8 +230,18 @@ fn dump_reports_gro_and_no_gro_turns_it_off() {
         let p = port.to_string();
         let count = FRAMES.to_string();
         let mut args = vec![
-            "dump", "--iface", "lo", "--port", &p, "-q", "-n", &count, "--duration", "15",
-            "--no-answer", "--json",
+            "dump",
+            "--iface",
+            "lo",
+            "--port",
+            &p,
+            "-q",
+            "-n",
+            &count,
+            "--duration",
+            "15",
+            "--no-answer",
+            "--json",
         ];
         args.extend(extra);
         let dump = spawn(&args);
