@@ -99,7 +99,9 @@ counter_list! {
     /// Receives that carried more than one datagram, coalesced by UDP GRO (each of
     /// their datagrams counts in `datagrams`). Always 0 with GRO off.
     coalesced: "coalesced receives", JsonOnly;
-    /// Datagrams the kernel dropped on the socket (SO_RXQ_OVFL).
+    /// Datagrams the kernel dropped on the socket (SO_RXQ_OVFL). With UDP GRO the kernel
+    /// counts a dropped super-datagram once, however many datagrams it held; for native
+    /// senders `seq_gaps` counts each of them.
     kernel_drops: "kernel drops", Always;
     /// Frame deliveries refused by a full ring. With
     /// [`Dispatch::All`](crate::engine::Dispatch::All) a frame dropped by two consumers
