@@ -386,9 +386,14 @@ impl UringSource {
         Ok(())
     }
 
-    /// Hands every available completion to `on_datagram`, returns the buffers in one
-    /// publish and re-arms the multishot if the kernel ended it.
-    fn drain(&mut self, on_datagram: &mut dyn FnMut(&[u8], &RecvMeta)) -> io::Result<usize> {
+    /// Hands available completions to `on_datagram` until `limit` datagrams are reached
+    /// (the rest wait in the CQ for the next call), returns the buffers in one publish and
+    /// re-arms the multishot if the kernel ended it.
+    fn drain(
+        &mut self,
+        on_datagram: &mut dyn FnMut(&[u8], &RecvMeta),
+        limit: usize,
+    ) -> io::Result<usize> {
         let mut n = 0;
         let mut ended = false;
         let mut fatal = None;
@@ -403,6 +408,7 @@ impl UringSource {
             if cqe.user_data() != RECV_UD {
                 continue;
             }
+            // Breaking after a completion leaves the rest in the CQ, unconsumed.
             let flags = cqe.flags();
             let res = cqe.result();
             if !cqueue::more(flags) {
@@ -438,6 +444,9 @@ impl UringSource {
             // Whatever happened, a buffer named by a completion is ours: give it back.
             if let Some(bid) = bid.filter(|&b| b < bufs.count) {
                 bufs.stage(bid);
+            }
+            if n >= limit {
+                break;
             }
         }
         // Buffers go back before any re-arm, or a re-armed recv after ENOBUFS would find
@@ -550,13 +559,21 @@ impl DatagramSource for UringSource {
         } else if !self.ring.submission().is_empty() {
             submit_now(&self.ring)?;
         }
-        let mut total = self.drain(on_datagram)?;
+        // With GRO one completion can be ~44 datagrams: a poll that took every completion
+        // could hand over more frames than a consumer's ring holds before the caller
+        // wakes it, so it stops at `batch * GRO_POLL_BATCHES` datagrams.
+        let limit = if self.gro {
+            self.batch.saturating_mul(GRO_POLL_BATCHES)
+        } else {
+            usize::MAX
+        };
+        let mut total = self.drain(on_datagram, limit)?;
         let mut last = total;
         // Under load the kernel receives a few dozen datagrams per run of the multishot;
         // while runs come back full, collect more without waiting, so that the caller's
         // per-batch work (publishing counters, waking consumers) is paid once per
         // `batch` datagrams, as with recvmmsg, rather than once per run.
-        while last >= BUSY_RUN && total < self.batch {
+        while last >= BUSY_RUN && total < self.batch && total < limit {
             let ts = types::Timespec::new();
             let args = types::SubmitArgs::new().timespec(&ts);
             match self.ring.submitter().submit_with_args(1, &args) {
@@ -564,7 +581,7 @@ impl DatagramSource for UringSource {
                 Err(e) if is_wait_interrupted(&e) => {}
                 Err(e) => return Err(e),
             }
-            last = self.drain(on_datagram)?;
+            last = self.drain(on_datagram, limit - total)?;
             total += last;
         }
         Ok(total)
@@ -601,6 +618,9 @@ impl Drop for UringSource {
 
 /// A run of at least this many datagrams means more are probably waiting.
 const BUSY_RUN: usize = 16;
+/// With GRO, a poll hands over at most this many times `batch` datagrams (as recvmmsg's
+/// `MAX_BATCHES`).
+const GRO_POLL_BATCHES: usize = 8;
 
 /// A ring with a registered provided-buffer ring of `count` buffers, all published.
 /// The bool: the ring was created disabled, to be enabled by the thread that drives it.
