@@ -11,7 +11,7 @@
 //!
 //! With UDP GRO on the socket one receive can be a 64 KiB super-datagram, so the buffers
 //! are then [`GRO_BUF_SIZE`] bytes each and fewer ([`GRO_BUF_COUNT`]): 256 × 64.2 KiB =
-//! 16.0 MiB, against 4096 × 2.2 KiB = 8.8 MiB without GRO (docs/perf.md).
+//! 16.05 MiB, against 4096 × 2.2 KiB = 8.75 MiB without GRO (docs/perf.md).
 //!
 //! Ownership of a buffer alternates: it belongs to the kernel from the moment the ring
 //! tail is published past its entry until a completion names its buffer id, and to us
