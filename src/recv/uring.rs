@@ -35,8 +35,8 @@ pub const DEFAULT_BUF_SIZE: usize = 2048;
 /// Default number of provided buffers (a power of two, at most 32768).
 pub const DEFAULT_BUF_COUNT: u16 = 4096;
 /// Most provided buffers on a socket with UDP GRO on, where each holds a 64 KiB receive:
-/// 256 of them hold as many datagrams of a GSO sender as 4096 small buffers do (up to 44
-/// MTU-sized datagrams per receive), in 16 MiB.
+/// 256 of them hold more datagrams of a GSO sender than 4096 small buffers do (up to 44
+/// MTU-sized datagrams per receive), in 16 MiB; senders without GSO get 256 datagrams.
 pub const GRO_BUF_COUNT: u16 = 256;
 
 const RECV_UD: u64 = 1;
