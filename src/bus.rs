@@ -221,6 +221,11 @@ impl Bus {
         self.rx.mode()
     }
 
+    /// Whether receiving uses UDP GRO.
+    pub fn gro(&self) -> bool {
+        self.rx.gro()
+    }
+
     /// The address this bus's frames come from.
     pub fn local_addr(&self) -> std::net::SocketAddr {
         self.tx.local_addr()

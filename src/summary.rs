@@ -19,6 +19,8 @@ pub struct Summary {
     pub command: &'static str,
     /// Receive path in use (`uring`, `mmsg`), for receiving commands.
     pub io: Option<&'static str>,
+    /// Receiving commands: whether UDP GRO was on (see [`Stats::coalesced`]).
+    pub gro: Option<bool>,
     /// The counters. Receiving commands: the engine's, with `frames` the frames the
     /// command kept and `filtered` including its ID filters. Sending commands: frames,
     /// datagrams and bytes sent.
@@ -38,6 +40,8 @@ struct Json<'a> {
     command: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     io: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gro: Option<bool>,
     #[serde(flatten)]
     stats: &'a Stats,
     elapsed_s: f64,
@@ -69,6 +73,7 @@ impl Summary {
         let json = Json {
             command: self.command,
             io: self.io,
+            gro: self.gro,
             stats: &self.stats,
             elapsed_s: round(self.elapsed.as_secs_f64(), 1e6),
             rate_fps: round(self.rate(), 10.0),
@@ -104,6 +109,13 @@ impl Summary {
         );
         if let Some(io) = self.io {
             let _ = write!(s, " via {io}");
+        }
+        match self.gro {
+            Some(true) => {
+                let _ = write!(s, ", GRO on ({} coalesced receives)", self.stats.coalesced);
+            }
+            Some(false) => s.push_str(", GRO off"),
+            None => {}
         }
         let _ = write!(
             s,
@@ -176,13 +188,21 @@ mod tests {
         for kind in DecodeError::ALL {
             assert!(v["decode_errors"][kind.name()].is_u64(), "{j}");
         }
-        // A send-only summary has no `io`.
+        assert_eq!(v["coalesced"], 0, "{j}");
+        // A send-only summary has no `io` or `gro`.
         let send = Summary {
             command: "gen",
             ..Default::default()
         };
         let v: serde_json::Value = serde_json::from_str(&send.to_json()).unwrap();
         assert!(v.get("io").is_none());
+        assert!(v.get("gro").is_none());
+        let gro = Summary {
+            gro: Some(true),
+            ..sample()
+        };
+        let j = gro.to_json();
+        assert!(j.contains("\"io\":\"uring\",\"gro\":true,"), "{j}");
     }
 
     #[test]
@@ -194,6 +214,17 @@ mod tests {
              decode errors 2, kernel drops 3, ring drops 0, sequence gaps 0, filtered 0\n  \
              decode errors by kind: not_msgpack=2"
         );
+        let mut g = sample();
+        g.gro = Some(true);
+        g.stats.coalesced = 3;
+        assert!(
+            g.to_text()
+                .contains("(5 frames/s) via uring, GRO on (3 coalesced receives)\n"),
+            "{}",
+            g.to_text()
+        );
+        g.gro = Some(false);
+        assert!(g.to_text().contains("via uring, GRO off\n"));
         let mut s = sample();
         s.stats.duplicates = 4;
         s.outages = 1;

@@ -47,6 +47,10 @@ impl DatagramSource for LoopSource {
                 sender: SenderAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 4000))),
                 kernel_drops: (i / 10_000) as u32, // grows now and then: KernelDrops events
                 truncated: false,
+                // As from a UDP GRO receive: datagrams in fours, one super-datagram each.
+                gro_size: 0,
+                segment: (i % 4) as u32,
+                segments: 4,
             };
             on_datagram(&self.datagrams[i % self.datagrams.len()], &meta);
         }
@@ -167,6 +171,11 @@ fn steady_state_receive_path_does_not_allocate() {
     );
     assert!(s.decode_errors_total() > 0, "error path exercised");
     assert!(s.kernel_drops > 0, "kernel-drop path exercised");
+    assert_eq!(
+        s.coalesced,
+        s.datagrams.div_ceil(4),
+        "coalesced-receive path exercised"
+    );
     assert!(here_frames > 0 && worker_frames.load(Ordering::Relaxed) > 0);
     assert!(sent.load(Ordering::Acquire) as u64 >= WARMUP + MEASURED);
     engine.stop();

@@ -132,6 +132,10 @@ pub(crate) struct RecvOpts {
     /// Receive path: io_uring, recvmmsg, or the best available.
     #[arg(long, value_enum, default_value = "auto")]
     pub(crate) io: IoArg,
+    /// Receive one datagram per receive: do not turn on UDP GRO (which lets the kernel
+    /// hand over many datagrams of one GSO sender at once, split again by canmc).
+    #[arg(long)]
+    pub(crate) no_gro: bool,
     /// Do not answer `canmc ping` probes.
     #[arg(long)]
     pub(crate) no_answer: bool,

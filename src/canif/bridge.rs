@@ -65,6 +65,8 @@ pub struct BridgeConfig {
     pub auth_key: Option<AuthKey>,
     /// Receive path for the group side.
     pub io: IoMode,
+    /// Turn UDP GRO on for the group side (the default; see [`RecvConfig::gro`]).
+    pub gro: bool,
     /// Receive buffer of the CAN socket.
     pub can_rcvbuf: usize,
 }
@@ -85,6 +87,7 @@ impl BridgeConfig {
             max_datagram: 1400,
             auth_key: None,
             io: IoMode::Auto,
+            gro: true,
             can_rcvbuf: 8 << 20,
         }
     }
@@ -256,7 +259,10 @@ impl Bridge {
         let mut io_note = None;
         if let Some(writer) = writer {
             let rsock = RecvSocket::open(&cfg.group).map_err(group_err)?;
-            let rcfg = RecvConfig::default();
+            let rcfg = RecvConfig {
+                gro: cfg.gro,
+                ..RecvConfig::default()
+            };
             let (source, note) =
                 open_source(rsock.into_socket(), cfg.io, &rcfg).map_err(group_err)?;
             io_note = note;
@@ -285,7 +291,13 @@ impl Bridge {
         })
     }
 
-    /// Why the group side uses recvmmsg instead of io_uring, if it does.
+    /// Whether the group side receives with UDP GRO.
+    pub fn gro(&self) -> bool {
+        self.engine.as_ref().is_some_and(|e| e.engine().gro())
+    }
+
+    /// Why the group side uses recvmmsg instead of io_uring (or runs without UDP GRO),
+    /// if it does.
     pub fn io_note(&self) -> Option<&str> {
         self.io_note.as_deref()
     }
@@ -525,6 +537,8 @@ pub struct BridgeSummary {
     pub elapsed: Duration,
     /// The totals.
     pub stats: BridgeStats,
+    /// The group side received with UDP GRO.
+    pub gro: bool,
 }
 
 impl BridgeSummary {
@@ -564,6 +578,8 @@ impl BridgeSummary {
                 "decode_errors_by_kind": decode,
                 "kernel_drops": g.kernel_drops,
                 "seq_gaps": g.seq_gaps,
+                "gro": self.gro,
+                "coalesced": g.coalesced,
             },
         })
         .to_string()
@@ -579,8 +595,13 @@ impl BridgeSummary {
              {tf} filtered, {tr} rejected, {kd} kernel drops)\n  \
              group -> {iface}: {tc} frames written ({gf} decoded from {gd} datagrams, \
              {od} own datagrams, {cf} filtered, {ef} error frames kept off the bus, \
-             {cr} rejected, {cd} dropped, {de} decode errors, {gk} kernel drops)",
+             {cr} rejected, {cd} dropped, {de} decode errors, {gk} kernel drops{gro})",
             iface = self.iface,
+            gro = if self.gro {
+                format!(", GRO on: {} coalesced receives", g.coalesced)
+            } else {
+                String::new()
+            },
             secs = self.elapsed.as_secs_f64(),
             tg = s.to_group,
             dg = s.datagrams_sent,

@@ -116,6 +116,9 @@ impl Accounting {
     ) -> Result<(), Refused> {
         self.stats.datagrams += 1;
         self.stats.bytes += datagram.len() as u64;
+        if meta.starts_coalesced() {
+            self.stats.coalesced += 1;
+        }
         self.note_drop_counter(meta.kernel_drops, meta.timestamp_ns, out);
         if let Err(r) = self.filter.check(&meta.sender) {
             self.stats.filtered += 1;

@@ -96,7 +96,12 @@ counter_list! {
     datagrams: "datagrams", Headline;
     /// Payload bytes of all received datagrams.
     bytes: "bytes", Headline;
-    /// Datagrams the kernel dropped on the socket (SO_RXQ_OVFL).
+    /// Receives that carried more than one datagram, coalesced by UDP GRO (each of
+    /// their datagrams counts in `datagrams`). Always 0 with GRO off.
+    coalesced: "coalesced receives", JsonOnly;
+    /// Datagrams the kernel dropped on the socket (SO_RXQ_OVFL). With UDP GRO the kernel
+    /// counts a dropped super-datagram once, however many datagrams it held; for native
+    /// senders `seq_gaps` counts each of them.
     kernel_drops: "kernel drops", Always;
     /// Frame deliveries refused by a full ring. With
     /// [`Dispatch::All`](crate::engine::Dispatch::All) a frame dropped by two consumers
@@ -175,6 +180,7 @@ mod tests {
             &mut s.frames,
             &mut s.datagrams,
             &mut s.bytes,
+            &mut s.coalesced,
             &mut s.kernel_drops,
             &mut s.ring_drops,
             &mut s.seq_gaps,

@@ -115,6 +115,7 @@ pub struct Engine {
     stop: Arc<AtomicU8>,
     counters: Arc<Counters>,
     mode: IoMode,
+    gro: bool,
     thread: Option<JoinHandle<(io::Result<()>, Option<NoInline>)>>,
 }
 
@@ -223,6 +224,7 @@ impl Engine {
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicU8::new(RUN));
         let mode = source.mode();
+        let gro = source.gro();
         let sink = Sink {
             acct: Accounting::new(
                 SenderFilter::new(cfg.drop_from, &cfg.accept_only),
@@ -254,6 +256,7 @@ impl Engine {
                 stop,
                 counters,
                 mode,
+                gro,
                 thread: None,
             },
             thread,
@@ -274,6 +277,11 @@ impl Engine {
     /// The receive path the source uses.
     pub fn io_mode(&self) -> IoMode {
         self.mode
+    }
+
+    /// Whether the source receives with UDP GRO (see [`Stats::coalesced`]).
+    pub fn gro(&self) -> bool {
+        self.gro
     }
 
     /// Asks the receive thread to stop; it exits within the poll timeout. Consumers
@@ -331,6 +339,7 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("mode", &self.mode)
+            .field("gro", &self.gro)
             .field("stats", &self.stats())
             .finish()
     }

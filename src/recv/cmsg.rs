@@ -1,5 +1,5 @@
 //! Parsing of what recvmsg returns besides the payload: control messages (kernel
-//! timestamp, drop counter) and the source `sockaddr`. Safe byte parsing, shared by
+//! timestamp, drop counter, UDP GRO segment size) and the source `sockaddr`. Safe byte parsing, shared by
 //! the io_uring and recvmmsg paths.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -7,8 +7,10 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use super::RecvMeta;
 use crate::frame::SenderAddr;
 
-/// Control buffer size that holds a timestamp and a drop counter, with room to spare.
-pub(crate) const CONTROL_LEN: usize = 64;
+/// Control buffer size that holds a timestamp (32 bytes with its header), a drop counter
+/// and a UDP GRO segment size (24 each), with room to spare. A GRO size lost to a short
+/// buffer would leave a super-datagram unsplit.
+pub(crate) const CONTROL_LEN: usize = 128;
 
 const HDR_LEN: usize = std::mem::size_of::<libc::cmsghdr>();
 const ALIGN: usize = std::mem::size_of::<usize>();
@@ -34,7 +36,8 @@ fn read_i64(b: &[u8]) -> i64 {
     i64::from_ne_bytes(a)
 }
 
-/// Reads `SCM_TIMESTAMPNS` and `SO_RXQ_OVFL` out of a control buffer into `meta`.
+/// Reads `SCM_TIMESTAMPNS`, `SO_RXQ_OVFL` and `UDP_GRO` out of a control buffer into
+/// `meta`.
 /// Unknown or malformed control messages are ignored (the kernel wrote them).
 pub(crate) fn parse_control(control: &[u8], meta: &mut RecvMeta) {
     let mut off = 0;
@@ -57,6 +60,9 @@ pub(crate) fn parse_control(control: &[u8], meta: &mut RecvMeta) {
             } else if kind == libc::SO_RXQ_OVFL && data.len() >= 4 {
                 meta.kernel_drops = u32::from_ne_bytes([data[0], data[1], data[2], data[3]]);
             }
+        } else if level == libc::SOL_UDP && kind == libc::UDP_GRO && data.len() >= 4 {
+            // An int; the kernel's gso_size is 16 bits, anything else is not a size.
+            meta.gro_size = u16::try_from(read_i32(data)).unwrap_or(0);
         }
         off += align(len);
     }
@@ -113,6 +119,38 @@ mod tests {
         parse_control(&buf, &mut meta);
         assert_eq!(meta.timestamp_ns, 1_700_000_000_123_456_789);
         assert_eq!(meta.kernel_drops, 7);
+    }
+
+    #[test]
+    fn reads_gro_segment_size() {
+        let mut buf = cmsg(libc::SOL_UDP, libc::UDP_GRO, &1400i32.to_ne_bytes());
+        buf.extend(cmsg(
+            libc::SOL_SOCKET,
+            libc::SO_RXQ_OVFL,
+            &3u32.to_ne_bytes(),
+        ));
+        let mut meta = RecvMeta::default();
+        parse_control(&buf, &mut meta);
+        assert_eq!((meta.gro_size, meta.kernel_drops), (1400, 3));
+        // Not a 16-bit size: ignored, the receive stays one datagram.
+        let mut meta = RecvMeta::default();
+        parse_control(
+            &cmsg(libc::SOL_UDP, libc::UDP_GRO, &(-1i32).to_ne_bytes()),
+            &mut meta,
+        );
+        assert_eq!(meta.gro_size, 0);
+        // The same type number at another level is something else.
+        parse_control(
+            &cmsg(libc::SOL_SOCKET, libc::UDP_GRO, &1400i32.to_ne_bytes()),
+            &mut meta,
+        );
+        assert_eq!(meta.gro_size, 0);
+    }
+
+    #[test]
+    fn control_len_holds_all_three() {
+        let space = |data: usize| align(HDR_LEN + data);
+        assert!(space(16) + space(4) + space(4) <= CONTROL_LEN);
     }
 
     #[test]

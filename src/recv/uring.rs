@@ -9,6 +9,10 @@
 //!   `io_uring_recvmsg_out` header, the source address (room for a `sockaddr_in6`), the
 //!   control messages ([`cmsg::CONTROL_LEN`]) and then up to `buf_size` payload bytes.
 //!
+//! With UDP GRO on the socket one receive can be a 64 KiB super-datagram, so the buffers
+//! are then [`GRO_BUF_SIZE`] bytes each and fewer ([`GRO_BUF_COUNT`]): 256 × 64.2 KiB =
+//! 16.05 MiB, against 4096 × 2.2 KiB = 8.75 MiB without GRO (docs/perf.md).
+//!
 //! Ownership of a buffer alternates: it belongs to the kernel from the moment the ring
 //! tail is published past its entry until a completion names its buffer id, and to us
 //! from then until the next publish. The kernel never writes a buffer we own, so the
@@ -24,12 +28,16 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, types, IoUring};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{cmsg, DatagramSource, IoMode, RecvMeta};
+use super::{cmsg, gro_enabled, split_segments, DatagramSource, IoMode, RecvMeta, GRO_BUF_SIZE};
 
 /// Default payload capacity of one buffer; larger datagrams are cut and flagged.
 pub const DEFAULT_BUF_SIZE: usize = 2048;
 /// Default number of provided buffers (a power of two, at most 32768).
 pub const DEFAULT_BUF_COUNT: u16 = 4096;
+/// Most provided buffers on a socket with UDP GRO on, where each holds a 64 KiB receive:
+/// 256 of them hold more datagrams of a GSO sender than 4096 small buffers do (up to 44
+/// MTU-sized datagrams per receive), in 16 MiB; senders without GSO get 256 datagrams.
+pub const GRO_BUF_COUNT: u16 = 256;
 
 const RECV_UD: u64 = 1;
 const CANCEL_UD: u64 = 2;
@@ -250,6 +258,8 @@ pub struct UringSource {
     /// Geometry, for rebuilding on another thread.
     cq_entries: u32,
     buf_size: usize,
+    /// The socket has UDP GRO on: receives may hold several datagrams.
+    gro: bool,
     stats: UringStats,
 }
 
@@ -262,6 +272,7 @@ impl std::fmt::Debug for UringSource {
             .field("batch", &self.batch)
             .field("cq_entries", &self.cq_entries)
             .field("buf_size", &self.buf_size)
+            .field("gro", &self.gro)
             .finish_non_exhaustive()
     }
 }
@@ -290,7 +301,9 @@ impl UringSource {
     /// `batch_hint` is the largest batch the caller expects per wake-up; it only sizes
     /// the completion queue. `buf_count` must be a power of two, at most 32768.
     /// `sock` should have `SO_TIMESTAMPNS` and `SO_RXQ_OVFL` enabled for
-    /// [`RecvMeta::timestamp_ns`] and [`RecvMeta::kernel_drops`] to be filled.
+    /// [`RecvMeta::timestamp_ns`] and [`RecvMeta::kernel_drops`] to be filled. If it has
+    /// UDP GRO on ([`enable_gro`](super::enable_gro)), buffers hold at least
+    /// [`GRO_BUF_SIZE`] bytes and there are at most [`GRO_BUF_COUNT`] of them.
     pub fn new(
         sock: socket2::Socket,
         batch_hint: usize,
@@ -303,6 +316,12 @@ impl UringSource {
                 "buf_count must be a power of two <= 32768 and buf_size > 0",
             ));
         }
+        let gro = gro_enabled(&sock);
+        let (buf_size, buf_count) = if gro {
+            (buf_size.max(GRO_BUF_SIZE), buf_count.min(GRO_BUF_COUNT))
+        } else {
+            (buf_size, buf_count)
+        };
         // Every buffer in use is one pending CQE; twice that leaves room for error and
         // cancel completions so the CQ does not overflow in a full burst.
         let cq = (buf_count as u32 * 2)
@@ -328,6 +347,7 @@ impl UringSource {
             batch: batch_hint.max(1),
             cq_entries: cq,
             buf_size,
+            gro,
             stats: UringStats::default(),
         };
         src.arm()?;
@@ -366,9 +386,14 @@ impl UringSource {
         Ok(())
     }
 
-    /// Hands every available completion to `on_datagram`, returns the buffers in one
-    /// publish and re-arms the multishot if the kernel ended it.
-    fn drain(&mut self, on_datagram: &mut dyn FnMut(&[u8], &RecvMeta)) -> io::Result<usize> {
+    /// Hands available completions to `on_datagram` until `limit` datagrams are reached
+    /// (the rest wait in the CQ for the next call), returns the buffers in one publish and
+    /// re-arms the multishot if the kernel ended it.
+    fn drain(
+        &mut self,
+        on_datagram: &mut dyn FnMut(&[u8], &RecvMeta),
+        limit: usize,
+    ) -> io::Result<usize> {
         let mut n = 0;
         let mut ended = false;
         let mut fatal = None;
@@ -383,6 +408,7 @@ impl UringSource {
             if cqe.user_data() != RECV_UD {
                 continue;
             }
+            // Breaking after a completion leaves the rest in the CQ, unconsumed.
             let flags = cqe.flags();
             let res = cqe.result();
             if !cqueue::more(flags) {
@@ -408,8 +434,7 @@ impl UringSource {
                         if out.is_control_data_truncated() {
                             stats.control_truncated += 1;
                         }
-                        on_datagram(out.payload_data(), &meta);
-                        n += 1;
+                        n += split_segments(out.payload_data(), &mut meta, on_datagram);
                     }
                     Err(()) => stats.malformed += 1,
                 }
@@ -419,6 +444,9 @@ impl UringSource {
             // Whatever happened, a buffer named by a completion is ours: give it back.
             if let Some(bid) = bid.filter(|&b| b < bufs.count) {
                 bufs.stage(bid);
+            }
+            if n >= limit {
+                break;
             }
         }
         // Buffers go back before any re-arm, or a re-armed recv after ENOBUFS would find
@@ -531,13 +559,21 @@ impl DatagramSource for UringSource {
         } else if !self.ring.submission().is_empty() {
             submit_now(&self.ring)?;
         }
-        let mut total = self.drain(on_datagram)?;
+        // With GRO one completion can be ~44 datagrams: a poll that took every completion
+        // could hand over more frames than a consumer's ring holds before the caller
+        // wakes it, so it stops at `batch * GRO_POLL_BATCHES` datagrams.
+        let limit = if self.gro {
+            self.batch.saturating_mul(GRO_POLL_BATCHES)
+        } else {
+            usize::MAX
+        };
+        let mut total = self.drain(on_datagram, limit)?;
         let mut last = total;
         // Under load the kernel receives a few dozen datagrams per run of the multishot;
         // while runs come back full, collect more without waiting, so that the caller's
         // per-batch work (publishing counters, waking consumers) is paid once per
         // `batch` datagrams, as with recvmmsg, rather than once per run.
-        while last >= BUSY_RUN && total < self.batch {
+        while last >= BUSY_RUN && total < self.batch && total < limit {
             let ts = types::Timespec::new();
             let args = types::SubmitArgs::new().timespec(&ts);
             match self.ring.submitter().submit_with_args(1, &args) {
@@ -545,7 +581,7 @@ impl DatagramSource for UringSource {
                 Err(e) if is_wait_interrupted(&e) => {}
                 Err(e) => return Err(e),
             }
-            last = self.drain(on_datagram)?;
+            last = self.drain(on_datagram, limit - total)?;
             total += last;
         }
         Ok(total)
@@ -553,6 +589,10 @@ impl DatagramSource for UringSource {
 
     fn mode(&self) -> IoMode {
         IoMode::Uring
+    }
+
+    fn gro(&self) -> bool {
+        self.gro
     }
 
     fn socket_drops(&self) -> Option<u32> {
@@ -578,6 +618,9 @@ impl Drop for UringSource {
 
 /// A run of at least this many datagrams means more are probably waiting.
 const BUSY_RUN: usize = 16;
+/// With GRO, a poll hands over at most this many times `batch` datagrams (as recvmmsg's
+/// `MAX_BATCHES`).
+const GRO_POLL_BATCHES: usize = 8;
 
 /// A ring with a registered provided-buffer ring of `count` buffers, all published.
 /// The bool: the ring was created disabled, to be enabled by the thread that drives it.

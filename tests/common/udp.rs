@@ -58,3 +58,12 @@ pub fn sender() -> Socket {
     s.set_multicast_loop_v4(true).unwrap();
     s
 }
+
+/// A [`sender`] whose every send is a UDP GSO message (`UDP_SEGMENT` as a socket
+/// option): the kernel cuts each payload into datagrams of `segment` bytes, the last
+/// one possibly shorter, and sends them in one go.
+pub fn gso_sender(segment: u16) -> Socket {
+    let s = sender();
+    setsockopt_int(&s, libc::SOL_UDP, libc::UDP_SEGMENT, i32::from(segment));
+    s
+}

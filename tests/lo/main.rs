@@ -15,6 +15,7 @@ mod cli_native_lo;
 mod cli_record_lo;
 mod engine_lo;
 mod faults;
+mod gro_lo;
 mod net_lo;
 mod soak;
 mod uring_lo;

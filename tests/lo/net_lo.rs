@@ -206,6 +206,7 @@ fn long_datagram_is_cut_and_flagged() {
     let rc = RecvConfig {
         batch: 4,
         buf_size: 64,
+        gro: false,
     };
     let mut src = source(&c, &rc);
     let tx = SendSocket::open(&c).unwrap();

@@ -89,6 +89,7 @@ fn meta(seq: u64, sender: &str) -> RecvMeta {
         sender: SenderAddr::from(addr(sender)),
         kernel_drops: 0,
         truncated: false,
+        ..RecvMeta::default()
     }
 }
 

@@ -36,6 +36,9 @@ pub(crate) struct BridgeArgs {
     /// Receive path on the group side.
     #[arg(long, value_enum, default_value = "auto")]
     pub(crate) io: IoArg,
+    /// Group side: do not turn on UDP GRO (one datagram per receive).
+    #[arg(long)]
+    pub(crate) no_gro: bool,
     /// Stop after this many seconds.
     #[arg(long, value_name = "SECS", allow_negative_numbers = true,
           value_parser = values::positive_secs)]

@@ -29,6 +29,7 @@ pub(crate) fn run(a: BridgeArgs) -> Result<(), Failure> {
     cfg.max_datagram = a.opts.max_datagram as usize;
     cfg.auth_key = key;
     cfg.io = a.io.into();
+    cfg.gro = !a.no_gro;
     let bridge = Bridge::start(&cfg).map_err(|e| Failure::runtime(e.to_string()))?;
     if let Some(note) = bridge.io_note() {
         if !a.json {
@@ -41,6 +42,7 @@ pub(crate) fn run(a: BridgeArgs) -> Result<(), Failure> {
         std::thread::sleep(Duration::from_millis(20));
     }
     let elapsed = start.elapsed();
+    let gro = bridge.gro();
     let stats = bridge
         .join()
         .map_err(|e| Failure::runtime(format!("bridge {} stopped: {e}", a.can)))?;
@@ -49,6 +51,7 @@ pub(crate) fn run(a: BridgeArgs) -> Result<(), Failure> {
         wire: cfg.wire,
         elapsed,
         stats,
+        gro,
     };
     if a.json {
         println!("{}", sum.to_json());

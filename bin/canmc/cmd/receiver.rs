@@ -57,9 +57,12 @@ pub(crate) fn open_receiver(
     for w in sock.warnings() {
         eprintln!("canmc: warning: {w}");
     }
-    let (source, note) =
-        recv::open_source(sock.into_socket(), recv.io.into(), &RecvConfig::default())
-            .map_err(|e| io_failure("cannot start receiving", e))?;
+    let rcfg = RecvConfig {
+        gro: !recv.no_gro,
+        ..RecvConfig::default()
+    };
+    let (source, note) = recv::open_source(sock.into_socket(), recv.io.into(), &rcfg)
+        .map_err(|e| io_failure("cannot start receiving", e))?;
     if let Some(note) = note {
         eprintln!("canmc: note: {note}");
     }
@@ -89,6 +92,7 @@ pub(crate) fn engine_config(
 pub(crate) fn summary_from(
     command: &'static str,
     io: IoMode,
+    gro: bool,
     stats: &canmc::engine::Stats,
     frames: u64,
     filtered: u64,
@@ -97,6 +101,7 @@ pub(crate) fn summary_from(
     Summary {
         command,
         io: Some(io_mode_name(io)),
+        gro: Some(gro),
         stats: canmc::engine::Stats {
             frames,
             filtered: filtered + stats.filtered,
@@ -185,6 +190,7 @@ pub(crate) fn run_receiver(
         engine.stop();
     }
     let io_mode = engine.io_mode();
+    let gro = engine.gro();
     if let Err(e) = engine.join() {
         eprintln!("canmc: warning: receive thread: {e}");
     }
@@ -204,6 +210,7 @@ pub(crate) fn run_receiver(
     Ok(summary_from(
         command,
         io_mode,
+        gro,
         &stats,
         frames.get(),
         filtered.get(),

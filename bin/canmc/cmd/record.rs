@@ -105,6 +105,7 @@ pub(crate) fn run(a: RecordArgs) -> Result<(), Failure> {
         .map_err(|e| io_failure("cannot start the engine", e))?;
     let counters = running.engine().counters();
     let io_mode = running.engine().io_mode();
+    let gro = running.engine().gro();
     let start = Instant::now();
     let mut status = StatusLine::new(true);
     while !stopped() && !running.is_finished() && deadline.is_none_or(|d| Instant::now() < d) {
@@ -137,6 +138,7 @@ pub(crate) fn run(a: RecordArgs) -> Result<(), Failure> {
     let sum = summary_from(
         "record",
         io_mode,
+        gro,
         &counters.snapshot(),
         sink.frames,
         sink.filtered,

@@ -193,6 +193,7 @@ pub(crate) fn run(a: TopArgs) -> Result<(), Failure> {
     );
     engine.stop();
     let io_mode = engine.io_mode();
+    let gro = engine.gro();
     if let Err(e) = engine.join() {
         eprintln!("canmc: warning: receive thread: {e}");
     }
@@ -202,6 +203,7 @@ pub(crate) fn run(a: TopArgs) -> Result<(), Failure> {
     let sum = summary_from(
         "top",
         io_mode,
+        gro,
         &counters.snapshot(),
         frames,
         0,
