@@ -183,13 +183,29 @@ pub struct Mf4Writer {
     cycles: [u64; 3],
     record: [u8; 96],
     scratch: Vec<u8>,
+    /// The blocks every index links to, once written.
+    statics: Option<Statics>,
+    /// Records written since the last index.
+    unindexed: bool,
 }
 
 #[derive(Debug, Default)]
 struct Stream {
     buf: Vec<u8>,
     record_size: usize,
+    /// File offsets of the data blocks written, and the raw bytes each holds.
     blocks: Vec<u64>,
+    sizes: Vec<u64>,
+}
+
+/// Blocks written once and linked from every index: the file history, the CAN source,
+/// and each group's channel tree (master time channel first) and acquisition name.
+#[derive(Debug, Clone, Copy)]
+struct Statics {
+    fh: u64,
+    si: u64,
+    masters: [u64; 3],
+    acquisition_names: [u64; 3],
 }
 
 impl Mf4Writer {
@@ -214,6 +230,7 @@ impl Mf4Writer {
                 record_size,
                 // 4096 blocks are 4 GiB of records before the list grows.
                 blocks: Vec::with_capacity(4096),
+                sizes: Vec::with_capacity(4096),
             })
             .collect();
         let mut w = Mf4Writer {
@@ -226,12 +243,17 @@ impl Mf4Writer {
             cycles: [0; 3],
             record: [0; 96],
             scratch: Vec::new(),
+            statics: None,
+            unindexed: false,
         };
         // ID and a placeholder HD, rewritten at finish.
         let id = id_block(true);
         w.put(&id)?;
         let hd = hd_block(0, 0, 0);
         w.put(&hd)?;
+        // On disk now: a recorder killed before its first index leaves an empty file
+        // that opens, not a file too short to be MDF.
+        w.out.flush().map_err(io_err(path))?;
         Ok(w)
     }
 
@@ -269,6 +291,7 @@ impl Mf4Writer {
             at
         };
         self.streams[s].blocks.push(at);
+        self.streams[s].sizes.push(buf.len() as u64);
         buf.clear();
         self.streams[s].buf = buf;
         Ok(())
@@ -277,6 +300,7 @@ impl Mf4Writer {
     fn push_record(&mut self, kind: Kind, rel: i64) -> Result<(), ConvertError> {
         let k = kind as usize;
         self.cycles[k] += 1;
+        self.unindexed = true;
         let body = kind.size();
         let s = match self.opts.layout {
             Layout::Sorted => k,
@@ -294,13 +318,12 @@ impl Mf4Writer {
         Ok(())
     }
 
-    /// Writes the metadata and links it from the header.
-    fn finalize(&mut self) -> Result<(), ConvertError> {
-        for s in 0..self.streams.len() {
-            self.flush_stream(s)?;
+    /// Writes the blocks every index links to (once).
+    fn statics(&mut self) -> Result<Statics, ConvertError> {
+        if let Some(statics) = self.statics {
+            return Ok(statics);
         }
         let start = self.start_ns.unwrap_or(0);
-        // Shared blocks.
         let fh_md = self.put(&text_block(
             b"##MD",
             concat!(
@@ -332,14 +355,13 @@ impl Mf4Writer {
         cc.extend_from_slice(&0f64.to_le_bytes());
         cc.extend_from_slice(&1e-9f64.to_le_bytes());
         let cc_at = self.put(&cc)?;
-
-        // Channel groups (and their channels) for each kind.
-        let mut cgs = [0u64; 3];
+        let mut statics = Statics {
+            fh: fh_at,
+            si: si_at,
+            masters: [0; 3],
+            acquisition_names: [0; 3],
+        };
         for kind in KINDS {
-            let record_id = match self.opts.layout {
-                Layout::Sorted => 0,
-                Layout::Unsorted => kind as u64 + 1,
-            };
             // Members, written last-first so each links to the next.
             let mut next = 0u64;
             for &(member, off, bits, dt) in kind.members().iter().rev() {
@@ -366,46 +388,77 @@ impl Mf4Writer {
             let master = cn_block(
                 parent_at, 0, t_name, 0, cc_at, unit_s, 2, 1, DT_INT, 0, 64, 0,
             );
-            let master_at = self.put(&master)?;
-            let acq = self.put(&text_block(b"##TX", kind.name()))?;
+            statics.masters[kind as usize] = self.put(&master)?;
+            statics.acquisition_names[kind as usize] =
+                self.put(&text_block(b"##TX", kind.name()))?;
+        }
+        self.statics = Some(statics);
+        Ok(statics)
+    }
+
+    /// Writes every buffered record, then an index of the file so far (channel groups
+    /// with their cycle counts, data lists, data groups) and links it from the header.
+    ///
+    /// Called at [`FrameWriter::finish`] and at each [`FrameWriter::flush`] (which
+    /// `record` does every second): the header is rewritten only after the index it
+    /// points to is in the file, so a recorder killed at any moment leaves a file that
+    /// opens, with every record up to the last index. Each index costs about 1 KiB
+    /// plus 16 bytes per data block; an earlier one stays in the file, unlinked.
+    fn write_index(&mut self) -> Result<(), ConvertError> {
+        for s in 0..self.streams.len() {
+            self.flush_stream(s)?;
+        }
+        let statics = self.statics()?;
+        let start = self.start_ns.unwrap_or(0);
+        let mut cgs = [0u64; 3];
+        for kind in KINDS {
+            let record_id = match self.opts.layout {
+                Layout::Sorted => 0,
+                Layout::Unsorted => kind as u64 + 1,
+            };
+            let k = kind as usize;
             let mut cg = block_header(b"##CG", 104, 6);
-            for link in [0, master_at, acq, si_at, 0, 0] {
+            for link in [
+                0,
+                statics.masters[k],
+                statics.acquisition_names[k],
+                statics.si,
+                0,
+                0,
+            ] {
                 cg.extend_from_slice(&link.to_le_bytes());
             }
             cg.extend_from_slice(&record_id.to_le_bytes());
-            cg.extend_from_slice(&self.cycles[kind as usize].to_le_bytes());
+            cg.extend_from_slice(&self.cycles[k].to_le_bytes());
             cg.extend_from_slice(&CG_BUS_EVENT.to_le_bytes());
             cg.extend_from_slice(&0u16.to_le_bytes());
             cg.extend_from_slice(&0u32.to_le_bytes());
             cg.extend_from_slice(&(8 + kind.size() as u32).to_le_bytes());
             cg.extend_from_slice(&0u32.to_le_bytes());
-            cgs[kind as usize] = self.put(&cg)?;
+            cgs[k] = self.put(&cg)?;
         }
         // Data lists.
         let mut data_links = Vec::new();
         for s in 0..self.streams.len() {
-            let blocks = std::mem::take(&mut self.streams[s].blocks);
-            if blocks.is_empty() {
+            let stream = &self.streams[s];
+            let n = stream.blocks.len() as u64;
+            if n == 0 {
                 data_links.push(0);
                 continue;
             }
-            let mut dl = block_header(
-                b"##DL",
-                24 + 8 * (blocks.len() as u64 + 1) + 8 + 8 * blocks.len() as u64,
-                blocks.len() as u64 + 1,
-            );
+            // A list with "not equal length" blocks: the offset of each block's data
+            // in the stream follows the links.
+            let mut dl = block_header(b"##DL", 24 + 8 * (n + 1) + 8 + 8 * n, n + 1);
             dl.extend_from_slice(&0u64.to_le_bytes());
-            for b in &blocks {
+            for b in &stream.blocks {
                 dl.extend_from_slice(&b.to_le_bytes());
             }
             dl.extend_from_slice(&[0, 0, 0, 0]);
-            dl.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
-            // Offsets of each block's data in the stream: written as the running sum
-            // of raw sizes is not known here for DZ, so the list says "not equal
-            // length" with offsets computed from the block headers below.
-            let offsets = self.block_offsets(&blocks)?;
-            for o in offsets {
-                dl.extend_from_slice(&o.to_le_bytes());
+            dl.extend_from_slice(&(n as u32).to_le_bytes());
+            let mut offset = 0u64;
+            for size in &stream.sizes {
+                dl.extend_from_slice(&offset.to_le_bytes());
+                offset += size;
             }
             let dl_at = self.put(&dl)?;
             if self.opts.compress {
@@ -438,31 +491,12 @@ impl Mf4Writer {
         }
         self.out.flush().map_err(io_err(&self.path))?;
         // The header, now with its links and start time; the ID marked finalized.
-        let mut hd = hd_block(next_dg, fh_at, start);
+        let mut hd = hd_block(next_dg, statics.fh, start);
         hd.truncate(104);
         self.write_at(64, &hd)?;
         self.write_at(0, &id_block(false))?;
+        self.unindexed = false;
         Ok(())
-    }
-
-    /// Stream offsets of the data of each block (sum of the raw sizes before it).
-    fn block_offsets(&mut self, blocks: &[u64]) -> Result<Vec<u64>, ConvertError> {
-        self.out.flush().map_err(io_err(&self.path))?;
-        let file = self.out.get_ref();
-        let mut offsets = Vec::with_capacity(blocks.len());
-        let mut sum = 0u64;
-        for &b in blocks {
-            offsets.push(sum);
-            let mut head = [0u8; 48];
-            file.read_exact_at(&mut head, b)
-                .map_err(io_err(&self.path))?;
-            sum += if &head[..4] == b"##DZ" {
-                u64::from_le_bytes(head[32..40].try_into().expect("8 bytes"))
-            } else {
-                u64::from_le_bytes(head[8..16].try_into().expect("8 bytes")) - 24
-            };
-        }
-        Ok(offsets)
     }
 
     fn patch(&mut self, at: u64, value: u64) -> Result<(), ConvertError> {
@@ -489,11 +523,16 @@ impl FrameWriter for Mf4Writer {
         self.record = record;
         self.push_record(kind, rel)
     }
+    /// Makes the file whole up to here (see `write_index`), when records came since
+    /// the last time.
     fn flush(&mut self) -> Result<(), ConvertError> {
+        if self.unindexed && self.start_ns.is_some() {
+            self.write_index()?;
+        }
         self.out.flush().map_err(io_err(&self.path))
     }
     fn finish(mut self: Box<Self>) -> Result<(), ConvertError> {
-        self.finalize()?;
+        self.write_index()?;
         self.out.flush().map_err(io_err(&self.path))?;
         self.out.get_ref().sync_all().map_err(io_err(&self.path))
     }
@@ -1468,6 +1507,46 @@ mod tests {
                 }
             }
         }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_writer_that_never_finishes_leaves_what_was_flushed() {
+        let dir = std::env::temp_dir().join(format!("canmc-mf4-kill-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let frames: Vec<CanFrame> = (0..45_000u64)
+            .map(|k| {
+                let mut f = sample()[(k % 9) as usize];
+                f.timestamp_ns = 1_796_288_400_123_456_789 + k * 10_007;
+                f
+            })
+            .collect();
+        for compress in [false, true] {
+            for layout in [Layout::Sorted, Layout::Unsorted] {
+                let path = dir.join(format!("{compress}-{layout:?}.mf4"));
+                let mut w = Mf4Writer::create(&path, Mf4Options { compress, layout }).unwrap();
+                for (i, f) in frames.iter().enumerate() {
+                    if i == 15_000 || i == 30_000 {
+                        w.flush().unwrap();
+                    }
+                    w.write_frame(f).unwrap();
+                }
+                // As a process killed here: no finish, no destructor.
+                std::mem::forget(w);
+                let got = read_all(&path).unwrap();
+                assert!(
+                    got == frames[..30_000],
+                    "{compress} {layout:?}: {}",
+                    got.len()
+                );
+            }
+        }
+        // Killed before the first flush: the file opens and holds nothing.
+        let path = dir.join("early.mf4");
+        let mut w = Mf4Writer::create(&path, Mf4Options::default()).unwrap();
+        w.write_frame(&frames[0]).unwrap();
+        std::mem::forget(w);
+        assert_eq!(read_all(&path).unwrap(), vec![]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -10,6 +10,7 @@ pub mod mf4;
 #[cfg(feature = "parquet")]
 pub mod parquet;
 pub mod pcap;
+pub mod pipeline;
 pub mod trc;
 
 use std::fmt;

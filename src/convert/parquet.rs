@@ -52,6 +52,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
+use super::pipeline::{BatchSink, Pipelined};
 use super::{io_err, ConvertError, FrameWriter, ReadOptions, ReadStats};
 use crate::engine::Event;
 use crate::frame::{flags, CanFrame, Channel, ChannelRef, Direction, SenderAddr};
@@ -60,9 +61,7 @@ use crate::frame::{flags, CanFrame, Channel, ChannelRef, Direction, SenderAddr};
 /// 1 Mi rows measured best for size and DuckDB scans at an encoder cost equal to
 /// 128 Ki; memory stays bounded by one row group, ~30 MB).
 pub const DEFAULT_ROW_GROUP: usize = 1 << 20;
-/// Rows per batch copied on the caller's thread before the writer thread takes them.
-const BATCH_ROWS: usize = 1 << 16;
-/// Batches in flight between the caller and the writer thread.
+/// Leaves in flight to the second encoder thread.
 const BATCHES: usize = 4;
 /// Columns written without a dictionary (see [`Sink::new`]).
 const NO_DICTIONARY: [&str; 8] = [
@@ -157,15 +156,11 @@ pub fn schema() -> SchemaRef {
 }
 
 /// Writes events to Parquet. Created by [`super::create_writer`] for `.parquet`, or
-/// directly with options.
+/// directly with options. The caller's thread copies events into batches; a writer
+/// thread ([`super::pipeline`]) builds the columns, encodes them (with a second
+/// encoder thread) and writes them.
 #[derive(Debug)]
-pub struct ParquetWriter {
-    batch: Vec<Event>,
-    to_thread: Option<SyncSender<Vec<Event>>>,
-    free: Receiver<Vec<Event>>,
-    thread: Option<JoinHandle<Result<(), ConvertError>>>,
-    path: PathBuf,
-}
+pub struct ParquetWriter(Pipelined);
 
 impl ParquetWriter {
     /// Creates the file (or, with [`Partition::Hour`], the folder) and starts the
@@ -177,120 +172,46 @@ impl ParquetWriter {
         } else {
             std::fs::create_dir_all(path).map_err(io_err(path))?;
         }
-        let (to_thread, from_caller) = sync_channel::<Vec<Event>>(BATCHES);
-        let (to_caller, free) = sync_channel::<Vec<Event>>(BATCHES);
-        for _ in 1..BATCHES {
-            let _ = to_caller.send(Vec::with_capacity(BATCH_ROWS));
-        }
-        let thread = std::thread::Builder::new()
-            .name("canmc-parquet".into())
-            .spawn(move || {
-                let mut result = Ok(());
-                for mut batch in from_caller {
-                    if result.is_ok() {
-                        result = sink.write(&batch);
-                    }
-                    batch.clear();
-                    let _ = to_caller.send(batch);
-                }
-                result.and_then(|()| sink.close())
-            })
-            .map_err(io_err(path))?;
-        Ok(ParquetWriter {
-            batch: Vec::with_capacity(BATCH_ROWS),
-            to_thread: Some(to_thread),
-            free,
-            thread: Some(thread),
-            path: path.to_path_buf(),
-        })
-    }
-
-    fn push(&mut self, event: Event) -> Result<(), ConvertError> {
-        self.batch.push(event);
-        if self.batch.len() >= BATCH_ROWS {
-            self.hand_over()?;
-        }
-        Ok(())
-    }
-
-    /// Sends the current batch to the writer thread and takes an empty one back.
-    fn hand_over(&mut self) -> Result<(), ConvertError> {
-        let Some(tx) = &self.to_thread else {
-            return Ok(());
-        };
-        let empty = match self.free.recv() {
-            Ok(b) => b,
-            Err(_) => return Err(self.thread_failed()),
-        };
-        let full = std::mem::replace(&mut self.batch, empty);
-        if tx.send(full).is_err() {
-            return Err(self.thread_failed());
-        }
-        Ok(())
-    }
-
-    /// The writer thread stopped early: its error.
-    fn thread_failed(&mut self) -> ConvertError {
-        self.to_thread = None;
-        match self.thread.take().map(|t| t.join()) {
-            Some(Ok(Err(e))) => e,
-            _ => ConvertError::Io {
-                path: self.path.clone(),
-                source: std::io::Error::other("the Parquet writer thread stopped"),
-            },
-        }
+        Ok(ParquetWriter(Pipelined::spawn(
+            "canmc-parquet",
+            path,
+            Box::new(sink),
+        )?))
     }
 }
 
 impl FrameWriter for ParquetWriter {
     fn write_frame(&mut self, frame: &CanFrame) -> Result<(), ConvertError> {
-        self.push(Event::Frame(*frame))
+        self.0.write_frame(frame)
     }
     fn write_loss(&mut self, sender: SenderAddr, lost: u64, ts: u64) -> Result<(), ConvertError> {
-        self.push(Event::Loss {
-            sender,
-            lost,
-            timestamp_ns: ts,
-        })
+        self.0.write_loss(sender, lost, ts)
     }
     fn write_kernel_drops(&mut self, count: u64, ts: u64) -> Result<(), ConvertError> {
-        self.push(Event::KernelDrops {
-            count,
-            timestamp_ns: ts,
-        })
+        self.0.write_kernel_drops(count, ts)
     }
     fn write_event(&mut self, event: &Event) -> Result<(), ConvertError> {
-        self.push(*event)
+        self.0.write_event(event)
     }
     /// Parquet files are readable only once closed (the footer holds the index), so a
     /// flush only hands the rows buffered so far to the writer thread.
     fn flush(&mut self) -> Result<(), ConvertError> {
-        if !self.batch.is_empty() {
-            self.hand_over()?;
-        }
-        Ok(())
+        self.0.flush()
     }
-    fn finish(mut self: Box<Self>) -> Result<(), ConvertError> {
-        if !self.batch.is_empty() {
-            self.hand_over()?;
-        }
-        self.to_thread = None;
-        match self.thread.take().map(|t| t.join()) {
-            Some(Ok(r)) => r,
-            _ => Err(ConvertError::Io {
-                path: self.path.clone(),
-                source: std::io::Error::other("the Parquet writer thread panicked"),
-            }),
-        }
+    fn finish(self: Box<Self>) -> Result<(), ConvertError> {
+        Box::new(self.0).finish()
     }
 }
 
-impl Drop for ParquetWriter {
-    fn drop(&mut self) {
-        self.to_thread = None;
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+impl BatchSink for Sink {
+    fn write(&mut self, events: &[Event]) -> Result<(), ConvertError> {
+        Sink::write(self, events)
+    }
+    fn flush(&mut self) -> Result<(), ConvertError> {
+        Ok(())
+    }
+    fn close(mut self: Box<Self>) -> Result<(), ConvertError> {
+        Sink::close(&mut self)
     }
 }
 

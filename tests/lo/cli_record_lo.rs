@@ -278,6 +278,74 @@ fn killed_recorder_leaves_an_in_order_prefix() {
 }
 
 #[test]
+fn killed_mf4_recorder_leaves_a_file_that_opens() {
+    use canmc::convert::{read_events, FileFormat, ReadOptions};
+    use canmc::Event;
+    let dir = tmpdir("crash-mf4");
+    let port = "42505";
+    let gen = spawn(&[
+        "gen",
+        "--iface",
+        "lo",
+        "--port",
+        port,
+        "--rate",
+        "20000",
+        "-I",
+        "123",
+        "-L",
+        "8",
+        "-D",
+        "i",
+        "-n",
+        "100000000",
+    ]);
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for round in 0..5 {
+        let path = dir.join(format!("k{round}.mf4"));
+        let mut rec = command(&["record", "--iface", "lo", "--port", port, "-o", s(&path)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Past the first one-second index, at a random moment after it.
+        std::thread::sleep(Duration::from_millis(1_300 + rng.next() % 1_200));
+        // SAFETY: plain kill(2) on our own child's pid.
+        unsafe { libc::kill(rec.id() as i32, libc::SIGKILL) };
+        rec.wait().unwrap();
+        let mut prev: Option<u64> = None;
+        let mut n = 0u64;
+        let stats = read_events(&path, FileFormat::Mf4, ReadOptions::default(), &mut |e| {
+            if let Event::Frame(f) = e {
+                assert_eq!(f.id, 0x123, "round {round}: invented frame");
+                let seq = u64::from_le_bytes(f.payload().try_into().expect("8 data bytes"));
+                if let Some(p) = prev {
+                    assert_eq!(seq, p + 1, "round {round}: frame {n} out of sequence");
+                }
+                prev = Some(seq);
+                n += 1;
+            }
+            true
+        })
+        .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(
+            stats.problem().is_none(),
+            "round {round}: {:?}",
+            stats.problem()
+        );
+        // At 20 000 frames/s, at least the first second's frames are indexed.
+        assert!(
+            n >= 10_000,
+            "round {round}: only {n} frames in the killed recording"
+        );
+    }
+    let mut gen = gen;
+    let _ = gen.kill();
+    let _ = gen.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_files_and_paths_get_one_clear_line() {
     let dir = tmpdir("bad");
     let bad_log = dir.join("bad.log");

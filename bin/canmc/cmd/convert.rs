@@ -32,7 +32,14 @@ pub(crate) fn run(a: ConvertArgs) -> Result<(), Failure> {
         ..WriterOptions::default()
     };
     a.out.apply(&mut opts);
-    let mut writer = conv::create_writer(&a.output, out_format, opts).map_err(convert_failure)?;
+    let writer = conv::create_writer(&a.output, out_format, opts).map_err(convert_failure)?;
+    // The writer on a thread of its own: reading and writing then use two cores
+    // (Parquet's writer has its own threads already). docs/perf.md, "Conversions".
+    let mut writer: Box<dyn conv::FrameWriter> = if out_format == FileFormat::Parquet {
+        writer
+    } else {
+        Box::new(conv::pipeline::Pipelined::new(&a.output, writer).map_err(convert_failure)?)
+    };
     let mut progress = Progress::new(total_bytes, in_format);
     let mut write_error = None;
     let read = conv::read_events(
