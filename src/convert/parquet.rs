@@ -61,6 +61,8 @@ use crate::frame::{flags, CanFrame, Channel, ChannelRef, Direction, SenderAddr};
 /// 1 Mi rows measured best for size and DuckDB scans at an encoder cost equal to
 /// 128 Ki; memory stays bounded by one row group, ~30 MB).
 pub const DEFAULT_ROW_GROUP: usize = 1 << 20;
+/// Rows per batch copied on the caller's thread before the writer thread takes them.
+const BATCH_ROWS: usize = 1 << 16;
 /// Leaves in flight to the second encoder thread.
 const BATCHES: usize = 4;
 /// Columns written without a dictionary (see [`Sink::new`]).
@@ -175,6 +177,7 @@ impl ParquetWriter {
         Ok(ParquetWriter(Pipelined::spawn(
             "canmc-parquet",
             path,
+            BATCH_ROWS,
             Box::new(sink),
         )?))
     }
