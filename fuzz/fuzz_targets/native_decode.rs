@@ -102,6 +102,7 @@ fuzz_target!(|data: &[u8]| {
             sender,
             kernel_drops: 0,
             truncated: false,
+            ..RecvMeta::default()
         };
         for keyed in [false, true] {
             let mut demux = Demux::with_key(keyed.then_some(common::KEY));

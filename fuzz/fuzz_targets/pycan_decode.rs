@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
         sender,
         kernel_drops: 0,
         truncated: false,
+        ..RecvMeta::default()
     };
     if wire::detect(data) == WireFormat::Pycan {
         let mut got = Vec::new();

@@ -3,8 +3,9 @@
 //! another use two cores (`canmc convert`), and a writer's encoding never runs on a
 //! receive thread (`record -o x.parquet`).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use super::{ConvertError, FrameWriter};
@@ -32,16 +33,102 @@ enum Message {
     Flush,
 }
 
+/// A bounded queue between two threads that never allocates after creation: its slots
+/// are allocated up front and a blocked side sleeps on a condition variable (a futex).
+/// std's channels register a waiter in a list the first times a side blocks, which
+/// the allocation tests caught on the receive thread (`tests/lake_alloc.rs`).
+struct Handoff<T> {
+    state: Mutex<Slots<T>>,
+    changed: Condvar,
+}
+
+struct Slots<T> {
+    items: VecDeque<T>,
+    capacity: usize,
+    closed: bool,
+}
+
+impl<T> Handoff<T> {
+    fn new(capacity: usize) -> Arc<Handoff<T>> {
+        Arc::new(Handoff {
+            state: Mutex::new(Slots {
+                items: VecDeque::with_capacity(capacity),
+                capacity,
+                closed: false,
+            }),
+            changed: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slots<T>> {
+        // A panic while holding this lock leaves plain data behind: go on with it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits for a free slot; gives the item back if the other side is gone.
+    fn send(&self, item: T) -> Result<(), T> {
+        let mut slots = self.lock();
+        while slots.items.len() >= slots.capacity && !slots.closed {
+            slots = self.changed.wait(slots).unwrap_or_else(|e| e.into_inner());
+        }
+        if slots.closed {
+            return Err(item);
+        }
+        slots.items.push_back(item);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    /// Waits for an item; `None` once the queue is closed and empty.
+    fn recv(&self) -> Option<T> {
+        let mut slots = self.lock();
+        loop {
+            if let Some(item) = slots.items.pop_front() {
+                self.changed.notify_all();
+                return Some(item);
+            }
+            if slots.closed {
+                return None;
+            }
+            slots = self.changed.wait(slots).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_all();
+    }
+}
+
+/// Closes both queues when the writer thread ends, however it ends.
+struct CloseOnExit(Arc<Handoff<Message>>, Arc<Handoff<Vec<Event>>>);
+
+impl Drop for CloseOnExit {
+    fn drop(&mut self) {
+        self.0.close();
+        self.1.close();
+    }
+}
+
 /// The caller's side of a writer thread. Allocates nothing per event: batches go
 /// round between the two threads.
-#[derive(Debug)]
 pub struct Pipelined {
     batch: Vec<Event>,
     batch_rows: usize,
-    to_thread: Option<SyncSender<Message>>,
-    free: Receiver<Vec<Event>>,
+    to_thread: Arc<Handoff<Message>>,
+    free: Arc<Handoff<Vec<Event>>>,
     thread: Option<JoinHandle<Result<(), ConvertError>>>,
     path: PathBuf,
+}
+
+impl std::fmt::Debug for Pipelined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipelined")
+            .field("path", &self.path)
+            .field("batch_rows", &self.batch_rows)
+            .field("buffered", &self.batch.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Pipelined {
@@ -52,43 +139,37 @@ impl Pipelined {
         batch_rows: usize,
         mut sink: Box<dyn BatchSink>,
     ) -> Result<Pipelined, ConvertError> {
-        let (to_thread, from_caller) = sync_channel::<Message>(BATCHES);
-        let (to_caller, free) = sync_channel::<Vec<Event>>(BATCHES);
+        // One slot more than batches: a flush never waits behind a full queue for long.
+        let to_thread = Handoff::<Message>::new(BATCHES + 1);
+        let free = Handoff::<Vec<Event>>::new(BATCHES);
         for _ in 1..BATCHES {
-            let _ = to_caller.send(Vec::with_capacity(batch_rows));
+            let _ = free.send(Vec::with_capacity(batch_rows));
         }
+        let queues = CloseOnExit(to_thread.clone(), free.clone());
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                let mut result = Ok(());
-                for message in from_caller {
+                let queues = queues;
+                while let Some(message) = queues.0.recv() {
                     match message {
                         Message::Events(mut batch) => {
-                            if result.is_ok() {
-                                result = sink.write(&batch);
-                            }
+                            let written = sink.write(&batch);
                             batch.clear();
-                            let _ = to_caller.send(batch);
+                            let _ = queues.1.send(batch);
+                            written?;
                         }
-                        Message::Flush => {
-                            if result.is_ok() {
-                                result = sink.flush();
-                            }
-                        }
-                    }
-                    // Stop taking batches after an error: the caller sees it on its
-                    // next hand-over.
-                    if let Err(e) = result {
-                        return Err(e);
+                        // Stop taking batches after an error: the caller sees it on its
+                        // next hand-over.
+                        Message::Flush => sink.flush()?,
                     }
                 }
-                result.and_then(|()| sink.close())
+                sink.close()
             })
             .map_err(super::io_err(path))?;
         Ok(Pipelined {
             batch: Vec::with_capacity(batch_rows),
             batch_rows,
-            to_thread: Some(to_thread),
+            to_thread,
             free,
             thread: Some(thread),
             path: path.to_path_buf(),
@@ -115,15 +196,11 @@ impl Pipelined {
 
     /// Sends the current batch to the writer thread and takes an empty one back.
     fn hand_over(&mut self) -> Result<(), ConvertError> {
-        let Some(tx) = &self.to_thread else {
-            return Ok(());
-        };
-        let empty = match self.free.recv() {
-            Ok(b) => b,
-            Err(_) => return Err(self.thread_failed()),
+        let Some(empty) = self.free.recv() else {
+            return Err(self.thread_failed());
         };
         let full = std::mem::replace(&mut self.batch, empty);
-        if tx.send(Message::Events(full)).is_err() {
+        if self.to_thread.send(Message::Events(full)).is_err() {
             return Err(self.thread_failed());
         }
         Ok(())
@@ -131,7 +208,7 @@ impl Pipelined {
 
     /// The writer thread stopped early: its error.
     fn thread_failed(&mut self) -> ConvertError {
-        self.to_thread = None;
+        self.to_thread.close();
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(Err(e))) => e,
             _ => ConvertError::Io {
@@ -167,10 +244,8 @@ impl FrameWriter for Pipelined {
         if !self.batch.is_empty() {
             self.hand_over()?;
         }
-        if let Some(tx) = &self.to_thread {
-            if tx.send(Message::Flush).is_err() {
-                return Err(self.thread_failed());
-            }
+        if self.to_thread.send(Message::Flush).is_err() {
+            return Err(self.thread_failed());
         }
         Ok(())
     }
@@ -178,7 +253,7 @@ impl FrameWriter for Pipelined {
         if !self.batch.is_empty() {
             self.hand_over()?;
         }
-        self.to_thread = None;
+        self.to_thread.close();
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(r)) => r,
             _ => Err(ConvertError::Io {
@@ -191,7 +266,7 @@ impl FrameWriter for Pipelined {
 
 impl Drop for Pipelined {
     fn drop(&mut self) {
-        self.to_thread = None;
+        self.to_thread.close();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
