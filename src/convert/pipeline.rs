@@ -150,6 +150,8 @@ impl Pipelined {
             .name(name.into())
             .spawn(move || {
                 let queues = queues;
+                // After an error the thread stops taking batches: the caller gets the
+                // error at its next hand-over.
                 while let Some(message) = queues.0.recv() {
                     match message {
                         Message::Events(mut batch) => {
@@ -158,8 +160,6 @@ impl Pipelined {
                             let _ = queues.1.send(batch);
                             written?;
                         }
-                        // Stop taking batches after an error: the caller sees it on its
-                        // next hand-over.
                         Message::Flush => sink.flush()?,
                     }
                 }
