@@ -16,7 +16,9 @@
 //!   one data group whose records carry a 1-byte record ID, in arrival order;
 //! - data in `##DT` blocks of about 1 MiB (or, with [`Mf4Options::compress`], `##DZ`
 //!   blocks, transposed then deflated) listed by `##DL` (under an `##HL` when compressed);
-//!   the metadata is written at [`FrameWriter::finish`].
+//!   the metadata (an index: channel groups, data lists, data groups) is appended at
+//!   every [`FrameWriter::flush`] and at [`FrameWriter::finish`], then linked from the
+//!   header, so a writer killed at any moment leaves a file that opens.
 //!
 //! Reading takes sorted and unsorted files, `##DT`, `##DZ` (deflate, with or without
 //! transposition), `##DL` chains and `##HL`, integer or float master channels with or
