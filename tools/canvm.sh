@@ -170,6 +170,13 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 [[ $# -gt 0 ]] || { echo "usage: canvm.sh [--rw DIR]... [--timeout S] [--] COMMAND [ARG...]" >&2; exit 2; }
+# The guest's /tmp is a fresh tmpfs: a working directory under it (a checkout in /tmp)
+# would vanish there, so it is shared read-write at its path, before the --rw folders
+# (which may lie inside it).
+here=$(readlink -f "$PWD")
+case $here in
+    /tmp | /tmp/*) RW=("$here" "${RW[@]}") ;;
+esac
 
 setup
 RUN=$(mktemp -d "$CACHE/run.XXXXXX")
