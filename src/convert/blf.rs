@@ -49,9 +49,9 @@ use std::path::{Path, PathBuf};
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
-use super::{parse_loss_what, ConvertError, FrameWriter, ReadOptions, ReadStats};
+use super::{channel_number, parse_loss_what, ConvertError, FrameWriter, ReadOptions, ReadStats};
 use crate::event::Event;
-use crate::frame::{dlc_to_len, flags, CanFrame, Channel, ChannelRef, Direction, SenderAddr};
+use crate::frame::{dlc_to_len, flags, CanFrame, Channel, Direction, SenderAddr};
 
 /// BLF object type: classic CAN frame.
 pub const CAN_MESSAGE: u32 = 1;
@@ -183,17 +183,7 @@ fn systemtime_ns(t: [u16; 8]) -> u64 {
 /// BLF channel number (1-based) of a frame's channel: python-can's
 /// `channel2int(channel) + 1`, 1 without a number.
 fn blf_channel(ch: &Channel) -> u16 {
-    let n = match ch.get() {
-        ChannelRef::Int(n) => n.saturating_add(1),
-        ChannelRef::Str(s) => {
-            let digits = s.len() - s.bytes().rev().take_while(u8::is_ascii_digit).count();
-            s[digits..]
-                .parse::<i64>()
-                .map_or(1, |n| n.saturating_add(1))
-        }
-        ChannelRef::None => 1,
-    };
-    n.clamp(0, u16::MAX as i64) as u16
+    channel_number(ch).clamp(0, u16::MAX as i64) as u16
 }
 
 /// BLF writer (see the module documentation).
