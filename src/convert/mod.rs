@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use crate::event::Event;
 use crate::frame::{CanFrame, Channel, ChannelRef, SenderAddr};
 use crate::record::{End, Record, RecordError, Recorder, RecorderOptions, Recording};
+use crate::wire::native::FrameBatch;
 
 /// A capture file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,6 +213,21 @@ pub trait FrameWriter: Send {
 
     /// The kernel dropped `count` datagrams.
     fn write_kernel_drops(&mut self, _count: u64, _timestamp_ns: u64) -> Result<(), ConvertError> {
+        Ok(())
+    }
+
+    /// Writes a native datagram's frames, checked whole ([`FrameBatch`]), that came
+    /// from `sender`. The default writes them one by one; `.cmc` stores the batch as it
+    /// arrived.
+    fn write_batch(
+        &mut self,
+        batch: &FrameBatch<'_>,
+        sender: &SenderAddr,
+    ) -> Result<(), ConvertError> {
+        for mut frame in batch.frames() {
+            frame.sender = *sender;
+            self.write_frame(&frame)?;
+        }
         Ok(())
     }
 

@@ -10,10 +10,10 @@ use super::Stats;
 use crate::event::Event;
 use crate::frame::{CanFrame, SenderAddr};
 use crate::ping::Responder;
-use crate::recv::Demux;
-use crate::recv::{DatagramSource, RecvMeta};
+use crate::recv::{DatagramSource, Decoded, Demux, RecvMeta};
 use crate::seq::SeqEvent;
 use crate::sys::now_ns;
+use crate::wire::native::FrameBatch;
 
 /// Where the frames and control events of [`Accounting::on_datagram`] go.
 pub(crate) trait Deliver {
@@ -22,6 +22,14 @@ pub(crate) trait Deliver {
     fn frame(&mut self, frame: CanFrame, stats: &mut Stats);
     /// A loss or kernel-drop event (already counted).
     fn control(&mut self, event: Event);
+    /// Whether native datagrams whose records are all valid frames should come whole,
+    /// through [`Deliver::batch`], instead of frame by frame.
+    fn takes_batches(&self) -> bool {
+        false
+    }
+    /// A native datagram from `sender`, checked whole (its frames already counted in
+    /// `stats.frames`). Called only when [`Deliver::takes_batches`] says so.
+    fn batch(&mut self, _batch: &FrameBatch<'_>, _sender: &SenderAddr, _stats: &mut Stats) {}
 }
 
 /// Why a datagram was not accepted (counted as `filtered`).
@@ -125,10 +133,19 @@ impl Accounting {
             return Err(r);
         }
         let stats = &mut self.stats;
-        let o = self.demux.decode(datagram, meta, |frame| {
-            stats.frames += 1;
-            out.frame(frame, stats);
-        });
+        let batches = out.takes_batches();
+        let o = self
+            .demux
+            .decode_batches(datagram, meta, batches, |d| match d {
+                Decoded::Frame(frame) => {
+                    stats.frames += 1;
+                    out.frame(frame, stats);
+                }
+                Decoded::Batch(batch) => {
+                    stats.frames += batch.len() as u64;
+                    out.batch(batch, &meta.sender, stats);
+                }
+            });
         if let Some(e) = o.error {
             stats.decode_errors[e as usize] += o.error_count();
         }

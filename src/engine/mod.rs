@@ -77,10 +77,12 @@ pub use worker::{pin_current_thread, WorkerHandle};
 pub use crate::event::Event;
 pub use crate::ping::PingIdentity;
 
+use crate::frame::SenderAddr;
 use crate::ping::Responder;
 use crate::recv::Demux;
 use crate::recv::{DatagramSource, IoMode};
 use crate::ring::{self, Producer};
+use crate::wire::native::FrameBatch;
 use consumer::Wake;
 use rx::{Outlets, Rx, Sink, RUN, STOP_DRAINED, STOP_NOW};
 
@@ -99,6 +101,26 @@ pub trait InlineConsumer: Send + 'static {
     /// Called after each batch of datagrams and when the socket is idle (a place to
     /// flush).
     fn on_batch_end(&mut self) {}
+
+    /// Whether native datagrams should come whole, through [`InlineConsumer::on_frames`],
+    /// when every record in them is a valid frame. Asked once, at start.
+    fn takes_batches(&self) -> bool {
+        false
+    }
+
+    /// A native frames datagram from `sender`, after authentication and sequence
+    /// accounting, every record checked: the frames [`on_event`](Self::on_event) would
+    /// otherwise have got one by one (their `sender` is empty in the batch; it is
+    /// `sender`). Return `false` to stop. The default hands them to `on_event`.
+    fn on_frames(&mut self, batch: &FrameBatch<'_>, sender: &SenderAddr) -> bool {
+        for mut frame in batch.frames() {
+            frame.sender = *sender;
+            if !self.on_event(&Event::Frame(frame)) {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// The engine's inline slot when consumers are rings.
@@ -237,6 +259,7 @@ impl Engine {
                 producers,
                 wakes,
                 dispatch: cfg.dispatch,
+                batches: inline.as_ref().is_some_and(InlineConsumer::takes_batches),
                 inline,
                 stop: Arc::clone(&stop),
             },

@@ -12,9 +12,10 @@ use super::account::{Accounting, Deliver};
 use super::consumer::{consumer_for, Wake};
 use super::{Counters, Dispatch, InlineConsumer, Stats, COALESCE_BATCH};
 use crate::event::Event;
-use crate::frame::CanFrame;
+use crate::frame::{CanFrame, SenderAddr};
 use crate::recv::DatagramSource;
 use crate::ring::Producer;
+use crate::wire::native::FrameBatch;
 
 /// `Engine::stop` states: running, stop once the socket is empty, stop at once. A plain
 /// stop (and a consumer asking to stop) overrides a drain; a drain request or the stop
@@ -119,6 +120,8 @@ pub(super) struct Outlets<C> {
     pub(super) dispatch: Dispatch,
     /// Set: events go to this consumer, on this thread, and `producers` is empty.
     pub(super) inline: Option<C>,
+    /// The inline consumer takes native datagrams whole (asked once, at start).
+    pub(super) batches: bool,
     /// The engine's stop flag, raised when the inline consumer asks to stop.
     pub(super) stop: Arc<AtomicU8>,
 }
@@ -180,6 +183,18 @@ impl<C: InlineConsumer> Deliver for Outlets<C> {
                 for i in 0..self.producers.len() {
                     self.push(i, Event::Frame(frame), stats);
                 }
+            }
+        }
+    }
+
+    fn takes_batches(&self) -> bool {
+        self.batches
+    }
+
+    fn batch(&mut self, batch: &FrameBatch<'_>, sender: &SenderAddr, _: &mut Stats) {
+        if let Some(c) = &mut self.inline {
+            if !c.on_frames(batch, sender) {
+                self.stop.fetch_max(STOP_NOW, Ordering::Relaxed);
             }
         }
     }

@@ -6,7 +6,19 @@
 use crate::frame::CanFrame;
 use crate::recv::RecvMeta;
 use crate::seq::{SeqEvent, SeqTracker};
+use crate::wire::native::FrameBatch;
 use crate::wire::{detect, native, pycan, DecodeError, WireFormat};
+
+/// What [`Demux::decode_batches`] hands its callback: a frame, or a whole native
+/// datagram whose every record is a valid frame.
+#[derive(Debug)]
+pub enum Decoded<'a, 'b> {
+    /// One frame (python-can datagrams, and native ones taken frame by frame).
+    Frame(CanFrame),
+    /// A native frames datagram, checked whole (its frames carry no sender: the
+    /// datagram's is the caller's [`RecvMeta::sender`]).
+    Batch(&'b FrameBatch<'a>),
+}
 
 /// What [`Demux::decode`] made of one datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -99,6 +111,26 @@ impl Demux {
         meta: &RecvMeta,
         mut on_frame: F,
     ) -> Demuxed {
+        self.decode_batches(datagram, meta, false, |d| {
+            if let Decoded::Frame(f) = d {
+                on_frame(f);
+            }
+        })
+    }
+
+    /// [`Demux::decode`], and with `batches` a native frames datagram whose every record
+    /// is a valid frame comes whole, as one [`Decoded::Batch`] (after authentication and
+    /// sequence accounting, exactly as its frames would have): what a recorder that
+    /// stores datagrams as they arrived takes. Datagrams with a record `decode` skips
+    /// still come frame by frame, so both ways deliver the same frames.
+    #[inline]
+    pub fn decode_batches<F: FnMut(Decoded<'_, '_>)>(
+        &mut self,
+        datagram: &[u8],
+        meta: &RecvMeta,
+        batches: bool,
+        mut on_frame: F,
+    ) -> Demuxed {
         let mut out = Demuxed::default();
         if meta.truncated {
             out.error = Some(DecodeError::Truncated);
@@ -120,7 +152,7 @@ impl Demux {
                             frame.timestamp_ns = meta.timestamp_ns;
                         }
                         frame.sender = meta.sender;
-                        on_frame(frame);
+                        on_frame(Decoded::Frame(frame));
                         out.frames = 1;
                     }
                     Err(e) => out.error = Some(e),
@@ -139,12 +171,27 @@ impl Demux {
                     if event == SeqEvent::Duplicate {
                         return out;
                     }
+                    if batches {
+                        match FrameBatch::check(datagram) {
+                            Ok(Some(batch)) => {
+                                out.frames = batch.len() as u32;
+                                on_frame(Decoded::Batch(&batch));
+                                return out;
+                            }
+                            // A record to skip: frame by frame below, which counts it.
+                            Ok(None) => {}
+                            Err(e) => {
+                                out.error = Some(e);
+                                return out;
+                            }
+                        }
+                    }
                     let sender = meta.sender;
                     let mut frames = 0u32;
                     let result = native::decode_with(datagram, |f| {
                         let mut f = *f;
                         f.sender = sender;
-                        on_frame(f);
+                        on_frame(Decoded::Frame(f));
                         frames += 1;
                     });
                     out.frames = frames;

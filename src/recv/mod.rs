@@ -196,7 +196,7 @@ pub(crate) fn socket_drops(sock: &socket2::Socket) -> io::Result<u32> {
     Ok(info[drops])
 }
 
-pub use demux::{Demux, Demuxed};
+pub use demux::{Decoded, Demux, Demuxed};
 pub use mmsg::RecvConfig;
 
 /// Opens the receive path `mode` asks for on a configured socket.

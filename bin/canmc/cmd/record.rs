@@ -6,8 +6,8 @@ use canmc::convert::{self as conv, WriterOptions};
 use canmc::engine::Engine;
 use canmc::filter::FilterSet;
 use canmc::record::RecorderOptions;
-use canmc::wire::native::Role;
-use canmc::Event;
+use canmc::wire::native::{FrameBatch, Role};
+use canmc::{Event, SenderAddr};
 
 use super::receiver::{engine_config, open_receiver, summary_from};
 use crate::cli::{IoArg, RecordArgs};
@@ -43,6 +43,32 @@ impl canmc::engine::InlineConsumer for RecordSink {
             return self.frames < self.limit;
         }
         true
+    }
+
+    /// Without filters, a native datagram goes to the writer whole: `.cmc` stores it as
+    /// it arrived, one copy and one checksum for all its frames.
+    fn takes_batches(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    fn on_frames(&mut self, batch: &FrameBatch<'_>, sender: &SenderAddr) -> bool {
+        let n = batch.len() as u64;
+        if self.frames + n > self.limit {
+            // The frame limit falls inside this datagram: frame by frame, to stop at it.
+            for mut frame in batch.frames() {
+                frame.sender = *sender;
+                if !self.on_event(&Event::Frame(frame)) {
+                    return false;
+                }
+            }
+            return true;
+        }
+        if let Err(e) = self.writer.write_batch(batch, sender) {
+            self.error = Some(e.to_string());
+            return false;
+        }
+        self.frames += n;
+        self.frames < self.limit
     }
 
     fn on_batch_end(&mut self) {

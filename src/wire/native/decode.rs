@@ -53,7 +53,7 @@ pub fn peek(datagram: &[u8]) -> Result<(Kind, u32, u64), DecodeError> {
 /// The channel in a frames header, or `BadChannel` when its bytes are not one the
 /// constructors of [`Channel`] could have made. Rebuilt canonically so decoded frames
 /// compare equal to the sender's.
-fn read_channel(bytes: &[u8; 24]) -> Result<Channel, DecodeError> {
+pub(super) fn read_channel(bytes: &[u8; 24]) -> Result<Channel, DecodeError> {
     let kind = bytes[0];
     let len = bytes[1] as usize;
     match kind {

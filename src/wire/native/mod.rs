@@ -23,14 +23,17 @@
 //! | `auth.rs` | [`AuthKey`], [`seal`] / [`verify`] (BLAKE3 keyed tag), key files |
 //! | `ping.rs` | the probe and answer messages ([`PingProbe`], [`PingAnswer`]) |
 //! | `batcher.rs` | [`NativeBatcher`]: when a datagram leaves (idle, full, linger) |
+//! | `batch.rs` | [`FrameBatch`]: a frames datagram checked whole, its records in place |
 
 mod auth;
+mod batch;
 mod batcher;
 mod decode;
 mod encode;
 mod ping;
 
 pub use auth::{parse_key, read_key_file, seal, verify, AuthKey, KeyError, KeyFileError};
+pub use batch::{BatchRecords, FrameBatch, RecordRef};
 pub use batcher::NativeBatcher;
 pub use decode::{decode, decode_with, peek};
 pub use encode::{random_sender_id, Encoder};
