@@ -36,7 +36,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::{io_err, ConvertError, FrameWriter, ReadOptions, ReadStats};
-use crate::engine::Event;
+use crate::event::Event;
 use crate::frame::{dlc_to_len, flags, CanFrame, Channel, ChannelRef, Direction, SenderAddr};
 
 /// Largest decompressed `##DZ` block the reader accepts (bounded memory).

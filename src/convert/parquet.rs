@@ -54,7 +54,7 @@ use parquet::schema::types::ColumnPath;
 
 use super::pipeline::{BatchSink, Pipelined};
 use super::{io_err, ConvertError, FrameWriter, ReadOptions, ReadStats};
-use crate::engine::Event;
+use crate::event::Event;
 use crate::frame::{flags, CanFrame, Channel, ChannelRef, Direction, SenderAddr};
 
 /// Rows per batch handed to the writer thread, and per row group (docs/data-lake.md:

@@ -13,7 +13,7 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use crate::engine::Event;
+use crate::event::Event;
 use crate::frame::{flags, CanFrame};
 
 /// Most time buckets kept (a power of two).

@@ -14,7 +14,7 @@ use std::str::FromStr;
 
 use zerocopy::IntoBytes;
 
-use crate::engine::Event;
+use crate::event::Event;
 use crate::frame::{flags, CanFrame, Channel};
 
 /// Rates are counted over windows of this length (data time).
