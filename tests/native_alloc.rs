@@ -5,6 +5,7 @@
 mod common;
 
 use canmc::frame::{CanFrame, Channel};
+use canmc::recv::{Decoded, Demux, RecvMeta};
 use canmc::seq::{SeqEvent, SeqTracker};
 use canmc::wire::native::{decode, Encoder, NativeBatcher, DEFAULT_MAX_DATAGRAM};
 use common::alloc::{allocs, assert_counter_works};
@@ -48,6 +49,12 @@ fn batcher_decoder_and_tracker_allocate_nothing() {
     let mut mismatches = 0u64;
     let mut sent = 0u64;
     let mut gaps = 0u64;
+    // The recorder's way in: the same datagrams through the receive-side demux, taken
+    // whole as batches.
+    let mut demux = Demux::new();
+    let meta = RecvMeta::default();
+    let mut batched = 0u64;
+    let mut not_batched = 0u64;
 
     assert_counter_works();
     let before = allocs();
@@ -69,6 +76,10 @@ fn batcher_decoder_and_tracker_allocate_nothing() {
         ) {
             *gaps += 1;
         }
+        demux.decode_batches(&rx_buf[..d.len()], &meta, true, |out| match out {
+            Decoded::Batch(b) => batched += b.frames().count() as u64,
+            Decoded::Frame(_) => not_batched += 1,
+        });
     };
     while sent < FRAMES {
         // Bursts of 300 frames 100 ns apart, then a pause: exercises every batcher path.
@@ -92,6 +103,7 @@ fn batcher_decoder_and_tracker_allocate_nothing() {
     assert_eq!(mismatches, 0);
     assert_eq!(gaps, 0);
     assert_eq!(tracker.totals().received, batcher.datagrams());
+    assert_eq!((batched, not_batched), (FRAMES, 0));
     assert_eq!(allocs, 0, "allocations after setup");
 }
 

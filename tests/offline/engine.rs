@@ -823,3 +823,111 @@ fn accept_only_list_is_ip_only() {
         2
     );
 }
+
+/// Collects what an inline consumer is given: frames, and how many came as batches.
+struct Collect {
+    batches: bool,
+    frames: Arc<Mutex<Vec<CanFrame>>>,
+    batches_seen: Arc<AtomicU64>,
+}
+
+impl canmc::engine::InlineConsumer for Collect {
+    fn on_event(&mut self, event: &Event) -> bool {
+        if let Event::Frame(f) = event {
+            self.frames.lock().unwrap().push(*f);
+        }
+        true
+    }
+
+    fn takes_batches(&self) -> bool {
+        self.batches
+    }
+
+    fn on_frames(&mut self, batch: &wire::native::FrameBatch<'_>, sender: &SenderAddr) -> bool {
+        self.batches_seen.fetch_add(1, Ordering::Relaxed);
+        let mut out = self.frames.lock().unwrap();
+        for mut f in batch.frames() {
+            f.sender = *sender;
+            out.push(f);
+        }
+        true
+    }
+}
+
+/// A native datagram of `frames` from sender `id`, sequence `seq`.
+fn native_datagram(id: u32, seq: u64, frames: &[CanFrame]) -> Vec<u8> {
+    let mut enc = wire::native::Encoder::new(id, wire::native::DEFAULT_MAX_DATAGRAM);
+    let mut buf = vec![0u8; wire::native::DEFAULT_MAX_DATAGRAM];
+    enc.begin(
+        &mut buf,
+        seq,
+        canmc::Channel::int(3),
+        frames[0].timestamp_ns,
+    );
+    for f in frames {
+        assert!(enc.push(&mut buf, f));
+    }
+    let n = enc.finish(&mut buf);
+    buf.truncate(n);
+    buf
+}
+
+#[test]
+fn an_inline_consumer_taking_batches_gets_exactly_the_frames_it_would_get_one_by_one() {
+    let frames: Vec<CanFrame> = (0..40u32)
+        .map(|i| {
+            let mut f = frame(i, 0x100 + i, i % 3 == 0);
+            f.timestamp_ns = 1_700_000_000_000_000_000 + u64::from(i) * 1_000;
+            f.channel = canmc::Channel::int(3);
+            f
+        })
+        .collect();
+    let good = native_datagram(7, 0, &frames[..20]);
+    // The second datagram carries a record decode skips (a standard ID out of range):
+    // it cannot be a batch and must come frame by frame, without the bad record.
+    let mut bad = native_datagram(7, 1, &frames[20..30]);
+    let at = wire::native::FRAMES_HEADER_LEN;
+    bad[at..at + 4].copy_from_slice(&0x7FFu32.wrapping_add(1).to_le_bytes());
+    let items = vec![
+        (good.clone(), meta(0, "127.0.0.1:4000")),
+        (bad, meta(1, "127.0.0.1:4000")),
+        (good, meta(2, "127.0.0.1:4000")), // a duplicate: delivered by neither
+        (encode(&frames[30]), meta(3, "127.0.0.1:4001")),
+        (
+            native_datagram(7, 2, &frames[31..]),
+            meta(4, "127.0.0.1:4000"),
+        ),
+    ];
+    let run = |batches: bool| {
+        let (src, _) = FakeSource::new(items.clone());
+        let sink = Collect {
+            batches,
+            frames: Arc::default(),
+            batches_seen: Arc::default(),
+        };
+        let (got, seen) = (Arc::clone(&sink.frames), Arc::clone(&sink.batches_seen));
+        let running = Engine::start_inline(src, cfg(1, Dispatch::All), sink).unwrap();
+        wait_until("every datagram taken in", || {
+            running.engine().stats().datagrams == 5
+        });
+        let stats = running.engine().stats();
+        running.engine().stop();
+        let _ = running.join();
+        let got = got.lock().unwrap().clone();
+        (got, seen.load(Ordering::Relaxed), stats)
+    };
+    let (one_by_one, no_batches, stats_a) = run(false);
+    let (batched, batches, stats_b) = run(true);
+    assert_eq!(no_batches, 0);
+    assert_eq!(batches, 2, "the two clean native datagrams come whole");
+    assert_eq!(batched, one_by_one);
+    assert_eq!(batched.len(), 39, "40 frames, one bad record");
+    assert!(batched[..20]
+        .iter()
+        .all(|f| f.sender == SenderAddr::from(addr("127.0.0.1:4000"))));
+    for s in [&stats_a, &stats_b] {
+        assert_eq!(s.frames, 39);
+        assert_eq!(s.duplicates, 1);
+        assert_eq!(s.decode_errors[DecodeError::InvalidFrame as usize], 1);
+    }
+}
