@@ -6,7 +6,13 @@
 //! - `engine uring, recv_timeout` / `engine uring, spin try_pop` / `engine mmsg,
 //!   recv_timeout`: [`canmc::engine::Engine`] with one consumer handle;
 //! - `engine uring, worker on CPU 1`: the consumer run by [`Engine::spawn_worker`], pinned;
-//! - `Bus::recv`: [`canmc::bus::Bus`], the blocking embedding API.
+//! - `Bus::recv`: [`canmc::bus::Bus`], the blocking embedding API;
+//! - `engine uring, inline handler` / `engine mmsg, inline handler`: run to completion, a
+//!   handler called on the receive thread for each frame ([`Engine::start_inline`]), no
+//!   ring and no second thread to wake.
+//!
+//! For each receiver the process's CPU time over its rounds (sender included, which is the
+//! same for all) is divided by the frames sent: the CPU a mode burns for its latency.
 //!
 //! The sender writes CLOCK_MONOTONIC nanoseconds into the frame's 8 data bytes just before
 //! `send`; the consumer subtracts it from its own clock reading when the frame reaches
@@ -26,7 +32,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use canmc::bus::{Bus, BusConfig};
-use canmc::engine::{Dispatch, Engine, EngineConfig, Event};
+use canmc::engine::{Dispatch, Engine, EngineConfig, Event, InlineConsumer, InlineEngine};
 use canmc::recv::{self, IoMode, RecvConfig};
 use canmc::socket::{McastConfig, RecvSocket};
 use canmc::wire::pycan;
@@ -262,6 +268,46 @@ fn worker_receiver(
     Ok((engine, w, lat))
 }
 
+/// The run-to-completion handler: takes the latency of each frame on the receive thread.
+struct LatencyHandler {
+    lat: Vec<u64>,
+}
+
+impl InlineConsumer for LatencyHandler {
+    fn on_event(&mut self, ev: &Event) -> bool {
+        let t = now_ns();
+        if let Event::Frame(f) = ev {
+            if self.lat.len() < self.lat.capacity() {
+                self.lat.push(t.saturating_sub(ts_from(&f.data)));
+            }
+        }
+        true
+    }
+}
+
+fn inline_receiver(
+    port: u16,
+    io_mode: IoMode,
+    cap: usize,
+) -> io::Result<InlineEngine<LatencyHandler>> {
+    let sock = RecvSocket::open(&lo_config(port))?;
+    let (source, _) = recv::open_source(sock.into_socket(), io_mode, &RecvConfig::default())?;
+    let handler = LatencyHandler {
+        lat: Vec::with_capacity(cap),
+    };
+    Engine::start_inline(source, EngineConfig::default(), handler)
+}
+
+/// CPU time (user + system) of this process so far, in ns.
+fn process_cpu_ns() -> u64 {
+    // SAFETY: `ru` is a valid out-pointer for getrusage.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF always exists.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
 fn bus_receiver(
     port: u16,
     cap: usize,
@@ -297,6 +343,8 @@ struct Result_ {
     p999: f64,
     max: f64,
     mean: f64,
+    /// Process CPU per frame sent, sender included (µs).
+    cpu_us: f64,
 }
 
 fn pct(sorted: &[u64], p: f64) -> f64 {
@@ -309,7 +357,7 @@ fn pct(sorted: &[u64], p: f64) -> f64 {
 
 /// `s.lat` holds the samples of all rounds, warm-up already removed; `received` counts
 /// every frame that arrived.
-fn summarize(name: &'static str, s: Samples, sent: usize, received: usize) -> Result_ {
+fn summarize(name: &'static str, s: Samples, sent: usize, received: usize, cpu_ns: u64) -> Result_ {
     let mut v = s.lat;
     v.sort_unstable();
     let mean = v.iter().sum::<u64>() as f64 / v.len().max(1) as f64 / 1000.0;
@@ -323,6 +371,7 @@ fn summarize(name: &'static str, s: Samples, sent: usize, received: usize) -> Re
         p999: pct(&v, 0.999),
         max: v.last().map_or(f64::NAN, |&m| m as f64 / 1000.0),
         mean,
+        cpu_us: cpu_ns as f64 / sent.max(1) as f64 / 1000.0,
     }
 }
 
@@ -334,14 +383,18 @@ fn main() -> io::Result<()> {
     let cap = per_round + 1024;
     let mut sender = Sender::new()?;
     let at = sender.at;
-    let scenarios: [&'static str; 6] = [
+    let scenarios: [&'static str; 8] = [
         "raw blocking recv",
         "engine uring, recv_timeout",
         "engine uring, spin try_pop",
         "engine mmsg, recv_timeout",
         "engine uring, worker on CPU 1",
         "Bus::recv",
+        "engine uring, inline handler",
+        "engine mmsg, inline handler",
     ];
+    // Process CPU time spent in each scenario's rounds.
+    let mut cpu = vec![0u64; scenarios.len()];
     let mut acc: Vec<(Samples, usize, usize)> = scenarios
         .iter()
         .map(|_| {
@@ -365,6 +418,27 @@ fn main() -> io::Result<()> {
             let port = BASE_PORT + i as u16;
             let stop = Arc::new(AtomicBool::new(false));
             let s2 = Arc::clone(&stop);
+            let cpu_before = process_cpu_ns();
+            if i >= 6 {
+                let io_mode = if i == 7 { IoMode::Mmsg } else { IoMode::Uring };
+                let running = inline_receiver(port, io_mode, cap)?;
+                let note = format!("io {:?}", running.engine().io_mode());
+                thread::sleep(Duration::from_millis(100));
+                sender.run(port, o.rate, per_round)?;
+                thread::sleep(Duration::from_millis(100));
+                running.engine().stop();
+                let (result, handler) = running.join();
+                result?;
+                let v = handler.map(|h| h.lat).unwrap_or_default();
+                cpu[i] += process_cpu_ns() - cpu_before;
+                let a = &mut acc[i];
+                a.1 += per_round;
+                a.2 += v.len();
+                a.0.note = note;
+                a.0.lat.extend(v.iter().skip(WARMUP));
+                eprintln!("round {round} {name:<31} received {}/{per_round}", v.len());
+                continue;
+            }
             if i == 4 {
                 let (engine, worker, lat) = worker_receiver(port, cap)?;
                 let note = match worker.pin_error() {
@@ -377,6 +451,7 @@ fn main() -> io::Result<()> {
                 engine.stop();
                 engine.join()?;
                 worker.join().expect("worker thread");
+                cpu[i] += process_cpu_ns() - cpu_before;
                 let v = std::mem::take(&mut *lat.lock().unwrap_or_else(|e| e.into_inner()));
                 let a = &mut acc[i];
                 a.1 += per_round;
@@ -410,6 +485,7 @@ fn main() -> io::Result<()> {
                 e.stop();
                 e.join()?;
             }
+            cpu[i] += process_cpu_ns() - cpu_before;
             let a = &mut acc[i];
             a.1 += per_round;
             a.2 += samples.lat.len();
@@ -424,8 +500,9 @@ fn main() -> io::Result<()> {
     let results: Vec<Result_> = scenarios
         .iter()
         .zip(acc)
-        .filter(|(_, a)| a.1 > 0)
-        .map(|(&name, (s, sent, received))| summarize(name, s, sent, received))
+        .zip(cpu)
+        .filter(|((_, a), _)| a.1 > 0)
+        .map(|((&name, (s, sent, received)), cpu_ns)| summarize(name, s, sent, received, cpu_ns))
         .collect();
     let wall = t0.elapsed().as_secs_f64();
     let base = results
@@ -438,13 +515,22 @@ fn main() -> io::Result<()> {
         o.rate, o.seconds, o.rounds
     );
     println!(
-        "{:<31} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "receiver", "received", "p50", "p99", "p99.9", "max", "p50/raw", "p99/raw", "p999/raw"
+        "{:<31} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+        "receiver",
+        "received",
+        "p50",
+        "p99",
+        "p99.9",
+        "max",
+        "p50/raw",
+        "p99/raw",
+        "p999/raw",
+        "CPU µs/fr"
     );
     for r in &results {
         let (b50, b99, b999) = base.unwrap_or((f64::NAN, f64::NAN, f64::NAN));
         println!(
-            "{:<31} {:>9} {:>8.1} {:>8.1} {:>8.1} {:>8.0} {:>8.2} {:>8.2} {:>8.2}",
+            "{:<31} {:>9} {:>8.1} {:>8.1} {:>8.1} {:>8.0} {:>8.2} {:>8.2} {:>8.2} {:>9.1}",
             r.name,
             r.received,
             r.p50,
@@ -453,7 +539,8 @@ fn main() -> io::Result<()> {
             r.max,
             r.p50 / b50,
             r.p99 / b99,
-            r.p999 / b999
+            r.p999 / b999,
+            r.cpu_us
         );
     }
     println!("wall {wall:.1} s");
@@ -488,7 +575,7 @@ fn to_json(o: &Opts, rs: &[Result_], base: Option<(f64, f64, f64)>, wall: f64) -
             format!(
                 "  {{\"name\":\"{}\",\"note\":\"{}\",\"sent\":{},\"received\":{},\
                  \"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"max_us\":{},\"mean_us\":{},\
-                 \"p50_vs_raw\":{},\"p99_vs_raw\":{},\"p999_vs_raw\":{}}}",
+                 \"p50_vs_raw\":{},\"p99_vs_raw\":{},\"p999_vs_raw\":{},\"cpu_us_per_frame\":{}}}",
                 r.name,
                 r.note,
                 r.sent,
@@ -500,7 +587,8 @@ fn to_json(o: &Opts, rs: &[Result_], base: Option<(f64, f64, f64)>, wall: f64) -
                 num(r.mean),
                 num(r.p50 / b50),
                 num(r.p99 / b99),
-                num(r.p999 / b999)
+                num(r.p999 / b999),
+                num(r.cpu_us)
             )
         })
         .collect();
