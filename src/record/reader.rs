@@ -496,24 +496,41 @@ pub struct Records<'a> {
 /// The frames of a checked batch record still to be yielded.
 #[derive(Debug, Clone)]
 struct Expansion<'a> {
-    walk: BatchRecords<'a>,
+    /// Frame records not yet yielded (docs/wire-native.md §2: id, delta_ns, flags, len,
+    /// rtype, size_words, data).
+    rest: &'a [u8],
+    left: u16,
     base_ts: u64,
     channel: &'a Channel,
     sender: &'a SenderAddr,
 }
 
 impl<'a> Expansion<'a> {
+    /// The next frame. Every record was checked in `parse` (as decode checks it), so
+    /// this only reads fields; the bounds checks are kept so that nothing can panic.
     #[inline]
     fn next_frame(&mut self) -> Option<FrameView<'a>> {
-        // Every record was checked in `parse`: an error cannot occur here; if it did,
-        // the walk would end the batch rather than yield a bad frame.
-        let r = self.walk.next()?.ok()?;
+        if self.left == 0 {
+            return None;
+        }
+        let h: &[u8; 12] = self.rest.get(..12)?.try_into().ok()?;
+        let (flags, len) = (h[8], h[9]);
+        let n = if flags & crate::frame::flags::RTR != 0 {
+            0
+        } else {
+            len as usize
+        };
+        let payload = self.rest.get(12..12 + n)?;
+        self.rest = self.rest.get(h[11] as usize * 4..)?;
+        self.left -= 1;
         Some(FrameView {
-            timestamp_ns: self.base_ts.wrapping_add(r.delta_ns() as u64),
-            id: r.id(),
-            rec_flags: r.flags(),
-            len: r.len(),
-            payload: r.payload(),
+            timestamp_ns: self
+                .base_ts
+                .wrapping_add(u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as u64),
+            id: u32::from_le_bytes([h[0], h[1], h[2], h[3]]),
+            rec_flags: flags,
+            len,
+            payload,
             channel: self.channel,
             sender: self.sender,
         })
@@ -682,7 +699,8 @@ fn parse(s: &Seg, off: usize) -> Result<(usize, Parsed<'_>), Corruption> {
             }
             Parsed::Batch(
                 Expansion {
-                    walk: BatchRecords::new(records, count as u16),
+                    rest: records,
+                    left: count as u16,
                     base_ts,
                     channel: slot(&s.channels, b.channel as usize)?,
                     sender: slot(&s.senders, b.sender.get() as usize)?,
