@@ -240,7 +240,51 @@ fn recording(tmp: &Path, rotate: bool, pad_to: usize) -> Vec<u8> {
     bytes
 }
 
+/// A version 3 recording with frame batch records (native datagrams as they arrived)
+/// between frame, loss and drop records. It stays within one block (a batch split over
+/// a block boundary makes an input of over 64 KiB, like `cmc_reader-large`).
+fn batch_recording(tmp: &Path) -> Vec<u8> {
+    let path = tmp.join("batch.cmc");
+    let opts = RecorderOptions {
+        max_channels: 4,
+        max_senders: 2,
+        ..RecorderOptions::default()
+    };
+    let mut rec = Recorder::create(&path, opts).unwrap();
+    let all = frames();
+    for (d, chunk) in all.chunks(4).enumerate() {
+        let mut buf = vec![0u8; native::DEFAULT_MAX_DATAGRAM];
+        let mut enc = native::Encoder::new(1, buf.len());
+        let base = T0 + d as u64 * 10_000_000;
+        let ch = chunk[0].channel;
+        enc.begin(&mut buf, d as u64, ch, base);
+        for (k, f) in chunk.iter().enumerate() {
+            let mut f = *f;
+            f.channel = ch;
+            // Deltas out of order inside the batch: seek must look at every frame.
+            f.timestamp_ns = base + ((k as u64 * 3) % 4) * 1_000;
+            assert!(enc.push(&mut buf, &f));
+        }
+        let n = enc.finish(&mut buf);
+        let b = native::FrameBatch::check(&buf[..n]).unwrap().unwrap();
+        rec.write_batch(&b, &senders()[d % 2]).unwrap();
+        let mut f = all[d];
+        f.sender = senders()[1];
+        f.timestamp_ns = base + 5_000;
+        rec.write_frame(&f).unwrap();
+        if d == 1 {
+            rec.write_loss(senders()[0], 2, base + 6_000).unwrap();
+            rec.write_kernel_drops(1, base + 6_000).unwrap();
+        }
+    }
+    rec.finish().unwrap();
+    let bytes = fs::read(&path).unwrap();
+    fs::remove_file(&path).unwrap();
+    bytes
+}
+
 fn cmc_seeds(out: &mut Out, tmp: &Path) {
+    out.put("cmc_reader", "gen-batches", &batch_recording(tmp));
     let finished = recording(tmp, false, 0);
     out.put("cmc_reader", "gen-finished", &finished);
     // As a killed writer leaves it: no committed end offset, zeros after the records.

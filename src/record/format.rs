@@ -10,8 +10,10 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 /// First eight bytes of every segment.
 pub const MAGIC: [u8; 8] = *b"CANMCREC";
 /// Format version this code writes. Version 2 added the direction bit
-/// ([`FLAG_TX`]) and the raw DLC in the `len` byte of classic frames.
-pub const VERSION: u16 = 2;
+/// ([`FLAG_TX`]) and the raw DLC in the `len` byte of classic frames; version 3 the
+/// frame batch record ([`kind::BATCH`]), which a version 2 reader would skip silently
+/// (it skips unknown kinds), losing its frames: hence a version bump, not a new kind.
+pub const VERSION: u16 = 3;
 /// Oldest format version this code reads (version 1 files have neither direction nor
 /// raw DLC: every frame reads as Rx with its plain length).
 pub const MIN_VERSION: u16 = 1;
@@ -43,6 +45,9 @@ pub mod kind {
     pub const CHANNEL: u8 = 6;
     /// Sender table slot: [`super::SenderDef`].
     pub const SENDER: u8 = 7;
+    /// Frame records of one native datagram as they were on the wire (version 3):
+    /// [`super::BatchRec`] + the records, zero-padded to a multiple of 8.
+    pub const BATCH: u8 = 8;
 }
 
 /// The 64 bytes at offset 0 of every segment.
@@ -111,6 +116,43 @@ pub(crate) struct FrameRec {
 /// Size of [`FrameRec`].
 pub const FRAME_HEAD: usize = 24;
 
+/// Head of a frame batch record (version 3): frame records of one native frames
+/// datagram (docs/wire-native.md §2: 12-byte head, data padded to 4), copied as they
+/// arrived, follow; then zeros up to a multiple of 8. Every frame is received (Rx), on
+/// `channel`, from `sender`, at `base_ts + delta_ns`.
+#[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
+#[repr(C)]
+pub(crate) struct BatchRec {
+    pub head: RecordHead,
+    /// The datagram's base timestamp.
+    pub base_ts: U64,
+    /// Largest frame timestamp in this record: the block index and `seek` use it
+    /// without expanding the records.
+    pub max_ts: U64,
+    /// Slot in this segment's sender table.
+    pub sender: U16,
+    /// Slot in this segment's channel table.
+    pub channel: u8,
+    pub reserved: u8,
+    /// Frame records that follow (≥ 1).
+    pub count: U16,
+    /// Bytes of frame records that follow (before the padding to 8).
+    pub records_len: U16,
+}
+
+/// Size of [`BatchRec`].
+pub const BATCH_HEAD: usize = 32;
+
+/// Size of a batch record holding `records_len` bytes of frame records.
+#[inline]
+pub const fn batch_size(records_len: usize) -> usize {
+    BATCH_HEAD + align8(records_len)
+}
+
+/// Most bytes of frame records one batch record can hold: a whole block less its block
+/// record and the batch head. Longer batches are split at a record boundary.
+pub const MAX_BATCH_RECORDS: usize = BLOCK_SIZE - BLOCK_REC - BATCH_HEAD;
+
 /// A sequence gap reported by the engine.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
@@ -174,6 +216,7 @@ const _: () = {
     assert!(std::mem::size_of::<LossRec>() == 32);
     assert!(std::mem::size_of::<DropsRec>() == 24);
     assert!(std::mem::size_of::<BlockRec>() == BLOCK_REC);
+    assert!(std::mem::size_of::<BatchRec>() == BATCH_HEAD);
     assert!(std::mem::size_of::<ChannelDef>() == SLOT_SIZE);
     assert!(std::mem::size_of::<SenderDef>() == SLOT_SIZE);
 };
@@ -212,6 +255,42 @@ pub const fn stored_len_byte(frame: &crate::frame::CanFrame) -> u8 {
 #[inline]
 pub const fn frame_size(stored: usize) -> usize {
     FRAME_HEAD + align8(stored)
+}
+
+/// The first frames of `records` (`left` announced) whose records fit in `cap` bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Part {
+    /// Frames that fit.
+    pub count: usize,
+    /// Their bytes.
+    pub bytes: usize,
+    /// Their largest `delta_ns`.
+    pub max_delta: u32,
+}
+
+/// Walks frame records (12-byte head: `delta_ns` at 4, `size_words` at 11) while they
+/// fit in `cap` bytes. The batch was checked, so sizes are sane; bounds are still
+/// checked so that nothing here can panic.
+pub(crate) fn split_records(records: &[u8], left: usize, cap: usize) -> Part {
+    let mut p = Part {
+        count: 0,
+        bytes: 0,
+        max_delta: 0,
+    };
+    while p.count < left {
+        let Some(head) = records.get(p.bytes..p.bytes + 12) else {
+            break;
+        };
+        let size = head[11] as usize * 4;
+        if size < 12 || p.bytes + size > cap || p.bytes + size > records.len() {
+            break;
+        }
+        let delta = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        p.max_delta = p.max_delta.max(delta);
+        p.bytes += size;
+        p.count += 1;
+    }
+    p
 }
 
 /// Offset where block 0 starts for these table capacities.

@@ -5,17 +5,20 @@
 //! uncommitted record, found by a binary search over block markers plus one block scan.
 //! Every record is checked (bounds, size, CRC-32C) before it is yielded, so truncated or
 //! corrupted files end iteration early — [`Records::end`] says why — and never panic.
+//! A frame batch record (version 3) is checked whole when it is reached, then expanded
+//! into one [`Record::Frame`] per frame record it holds, in place.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use zerocopy::FromBytes;
 
-use super::format::{self, kind, BlockRec, FrameRec, RecordHead, SegmentHeader};
+use super::format::{self, kind, BatchRec, BlockRec, FrameRec, RecordHead, SegmentHeader};
 use super::mapped::MappedFile;
 use super::writer::segment_path;
 use super::RecordError;
 use crate::frame::{CanFrame, Channel, Direction, SenderAddr};
+use crate::wire::native::BatchRecords;
 
 /// One segment file, mapped.
 #[derive(Debug)]
@@ -144,11 +147,17 @@ impl Record<'_> {
     }
 }
 
-/// A frame record read in place: fields are decoded on access; the payload is a slice
-/// of the map. [`FrameView::to_frame`] builds the full [`CanFrame`].
+/// A frame read in place (from a frame record, or one frame of a batch record): the
+/// few scalars are decoded, the payload is a slice of the map.
+/// [`FrameView::to_frame`] builds the full [`CanFrame`].
 #[derive(Clone, Copy)]
 pub struct FrameView<'a> {
-    rec: &'a FrameRec,
+    timestamp_ns: u64,
+    id: u32,
+    /// Record flags: [`crate::frame::flags`] bits plus [`format::FLAG_TX`].
+    rec_flags: u8,
+    /// The stored `len` byte (a raw DLC 9–15 for some classic frames).
+    len: u8,
     payload: &'a [u8],
     channel: &'a Channel,
     sender: &'a SenderAddr,
@@ -157,19 +166,19 @@ pub struct FrameView<'a> {
 impl<'a> FrameView<'a> {
     /// Receive time, ns since the Unix epoch.
     pub fn timestamp_ns(&self) -> u64 {
-        self.rec.timestamp_ns.get()
+        self.timestamp_ns
     }
     /// Identifier without flags (error class bits for an error frame).
     pub fn id(&self) -> u32 {
-        self.rec.id.get()
+        self.id
     }
     /// [`crate::frame::flags`] bits.
     pub fn flags(&self) -> u8 {
-        self.rec.head.flags & crate::frame::flags::ALL
+        self.rec_flags & crate::frame::flags::ALL
     }
-    /// Rx or Tx (version 1 files: always Rx).
+    /// Rx or Tx (version 1 files and batch records: always Rx).
     pub fn direction(&self) -> Direction {
-        if self.rec.head.flags & format::FLAG_TX != 0 {
+        if self.rec_flags & format::FLAG_TX != 0 {
             Direction::Tx
         } else {
             Direction::Rx
@@ -180,20 +189,20 @@ impl<'a> FrameView<'a> {
         if self.raw_dlc() != 0 {
             8
         } else {
-            self.rec.len
+            self.len
         }
     }
     /// `CanFrame::raw_dlc`: the DLC 9–15 of a classic 8-byte frame, else 0.
     pub fn raw_dlc(&self) -> u8 {
-        if self.rec.head.flags & crate::frame::flags::FD == 0 && (9..=15).contains(&self.rec.len) {
-            self.rec.len
+        if self.rec_flags & crate::frame::flags::FD == 0 && (9..=15).contains(&self.len) {
+            self.len
         } else {
             0
         }
     }
     /// True for a zero-length frame.
     pub fn is_empty(&self) -> bool {
-        self.rec.len == 0
+        self.len == 0
     }
     /// The payload bytes, in place (empty for a remote frame).
     pub fn payload(&self) -> &'a [u8] {
@@ -406,6 +415,7 @@ impl Recording {
             seg: 0,
             off: self.segs.first().map_or(0, |s| s.data_start),
             skip_before: 0,
+            batch: None,
             end: None,
         }
     }
@@ -478,7 +488,53 @@ pub struct Records<'a> {
     off: usize,
     /// Records with an earlier timestamp are skipped until one is yielded (seek).
     skip_before: u64,
+    /// The batch record being expanded (already checked whole).
+    batch: Option<Expansion<'a>>,
     end: Option<End>,
+}
+
+/// The frames of a checked batch record still to be yielded.
+#[derive(Debug, Clone)]
+struct Expansion<'a> {
+    /// Frame records not yet yielded (docs/wire-native.md §2: id, delta_ns, flags, len,
+    /// rtype, size_words, data).
+    rest: &'a [u8],
+    left: u16,
+    base_ts: u64,
+    channel: &'a Channel,
+    sender: &'a SenderAddr,
+}
+
+impl<'a> Expansion<'a> {
+    /// The next frame. Every record was checked in `parse` (as decode checks it), so
+    /// this only reads fields; the bounds checks are kept so that nothing can panic.
+    #[inline]
+    fn next_frame(&mut self) -> Option<FrameView<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        let h: &[u8; 12] = self.rest.get(..12)?.try_into().ok()?;
+        let (flags, len) = (h[8], h[9]);
+        let n = if flags & crate::frame::flags::RTR != 0 {
+            0
+        } else {
+            len as usize
+        };
+        let payload = self.rest.get(12..12 + n)?;
+        self.rest = self.rest.get(h[11] as usize * 4..)?;
+        self.left -= 1;
+        Some(FrameView {
+            timestamp_ns: self
+                .base_ts
+                .wrapping_add(u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as u64),
+            id: u32::from_le_bytes([h[0], h[1], h[2], h[3]]),
+            rec_flags: flags,
+            len,
+            payload,
+            channel: self.channel,
+            sender: self.sender,
+        })
+    }
 }
 
 impl<'a> Records<'a> {
@@ -499,6 +555,16 @@ impl<'a> Iterator for Records<'a> {
     type Item = Record<'a>;
 
     fn next(&mut self) -> Option<Record<'a>> {
+        while let Some(b) = self.batch.as_mut() {
+            match b.next_frame() {
+                Some(f) if f.timestamp_ns < self.skip_before => {}
+                Some(f) => {
+                    self.skip_before = 0;
+                    return Some(Record::Frame(f));
+                }
+                None => self.batch = None,
+            }
+        }
         while self.end.is_none() {
             let Some(s) = self.rec.segs.get(self.seg) else {
                 self.end = Some(End::Finished);
@@ -530,16 +596,29 @@ impl<'a> Iterator for Records<'a> {
                 break;
             }
             match parse(s, self.off) {
-                Ok((size, rec)) => {
+                Ok((size, Parsed::Record(r))) => {
                     self.off += size;
-                    if let Some(r) = rec {
-                        if r.timestamp_ns() < self.skip_before {
-                            continue;
+                    if r.timestamp_ns() < self.skip_before {
+                        continue;
+                    }
+                    self.skip_before = 0;
+                    return Some(r);
+                }
+                Ok((size, Parsed::Batch(mut b, max_ts))) => {
+                    self.off += size;
+                    if max_ts < self.skip_before {
+                        // Seeking: no frame of this batch is late enough.
+                        continue;
+                    }
+                    while let Some(f) = b.next_frame() {
+                        if f.timestamp_ns >= self.skip_before {
+                            self.skip_before = 0;
+                            self.batch = Some(b);
+                            return Some(Record::Frame(f));
                         }
-                        self.skip_before = 0;
-                        return Some(r);
                     }
                 }
+                Ok((size, Parsed::Nothing)) => self.off += size,
                 Err(_) if s.truncated() => {
                     self.end = Some(End::Truncated { segment: s.number });
                 }
@@ -556,8 +635,18 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
-/// Reads the record at `off`: its size and, for yielded kinds, the record.
-fn parse(s: &Seg, off: usize) -> Result<(usize, Option<Record<'_>>), Corruption> {
+/// What [`parse`] found.
+enum Parsed<'a> {
+    /// A record to yield.
+    Record(Record<'a>),
+    /// A checked batch record to expand, and its largest frame timestamp.
+    Batch(Expansion<'a>, u64),
+    /// A record that yields nothing (block marker, pad, unknown kind).
+    Nothing,
+}
+
+/// Reads the record at `off`: its size and what it holds.
+fn parse(s: &Seg, off: usize) -> Result<(usize, Parsed<'_>), Corruption> {
     let bytes = s.bytes().get(off..s.end).ok_or(Corruption::BadSize)?;
     let (head, _) = RecordHead::ref_from_prefix(bytes).map_err(|_| Corruption::BadSize)?;
     if head.commit.get() == 0 {
@@ -578,16 +667,50 @@ fn parse(s: &Seg, off: usize) -> Result<(usize, Option<Record<'_>>), Corruption>
             if f.len > 64 || format::frame_size(stored) != size {
                 return Err(Corruption::Malformed);
             }
-            Some(Record::Frame(FrameView {
-                rec: f,
+            Parsed::Record(Record::Frame(FrameView {
+                timestamp_ns: f.timestamp_ns.get(),
+                id: f.id.get(),
+                rec_flags: f.head.flags,
+                len: f.len,
                 payload: &rest[..stored],
                 channel: slot(&s.channels, f.channel as usize)?,
                 sender: slot(&s.senders, f.sender.get() as usize)?,
             }))
         }
+        kind::BATCH => {
+            let (b, rest) = BatchRec::ref_from_prefix(rec).map_err(|_| Corruption::Malformed)?;
+            let (count, len) = (b.count.get() as usize, b.records_len.get() as usize);
+            if count == 0 || format::batch_size(len) != size {
+                return Err(Corruption::Malformed);
+            }
+            let records = &rest[..len];
+            // The whole batch is checked before any of its frames is yielded, as decode
+            // checks each record: a batch reads whole or not at all, like any record.
+            // The records must fill `records_len` exactly and their deltas agree with
+            // `max_ts` (the index and seek rely on it).
+            let part = format::split_records(records, count, len);
+            let base_ts = b.base_ts.get();
+            let ok = part.count == count
+                && part.bytes == len
+                && base_ts.wrapping_add(part.max_delta as u64) == b.max_ts.get()
+                && BatchRecords::new(records, count as u16).all(|r| r.is_ok());
+            if !ok {
+                return Err(Corruption::Malformed);
+            }
+            Parsed::Batch(
+                Expansion {
+                    rest: records,
+                    left: count as u16,
+                    base_ts,
+                    channel: slot(&s.channels, b.channel as usize)?,
+                    sender: slot(&s.senders, b.sender.get() as usize)?,
+                },
+                b.max_ts.get(),
+            )
+        }
         kind::LOSS => {
             let l = format::LossRec::ref_from_bytes(rec).map_err(|_| Corruption::Malformed)?;
-            Some(Record::Loss {
+            Parsed::Record(Record::Loss {
                 sender: *slot(&s.senders, l.sender.get() as usize)?,
                 lost: l.lost.get(),
                 timestamp_ns: l.timestamp_ns.get(),
@@ -595,14 +718,14 @@ fn parse(s: &Seg, off: usize) -> Result<(usize, Option<Record<'_>>), Corruption>
         }
         kind::KERNEL_DROPS => {
             let d = format::DropsRec::ref_from_bytes(rec).map_err(|_| Corruption::Malformed)?;
-            Some(Record::KernelDrops {
+            Parsed::Record(Record::KernelDrops {
                 count: d.count.get(),
                 timestamp_ns: d.timestamp_ns.get(),
             })
         }
         // Block markers and pads carry no data; unknown kinds are skipped so that a
         // later minor version can add record types.
-        _ => None,
+        _ => Parsed::Nothing,
     };
     Ok((size, out))
 }

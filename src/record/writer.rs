@@ -17,10 +17,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use memmap2::{MmapMut, MmapOptions};
 use zerocopy::IntoBytes;
 
-use super::format::{self, kind, BlockRec, FrameRec, RecordHead, SegmentHeader};
+use super::format::{self, kind, BatchRec, BlockRec, FrameRec, RecordHead, SegmentHeader};
 use super::RecordError;
 use crate::frame::{CanFrame, Channel, SenderAddr};
 use crate::sys::now_ns;
+use crate::wire::native::FrameBatch;
 
 /// When the recorder asks the kernel to write mapped pages to disk.
 ///
@@ -227,6 +228,100 @@ impl Recorder {
         self.stats.frames += 1;
         self.note_time(frame.timestamp_ns);
         Ok(())
+    }
+
+    /// Appends the frames of one native datagram as it arrived: one batch record (one
+    /// copy of the wire records, one checksum) instead of a frame record per frame.
+    /// Every frame reads back as [`FrameBatch::frames`] yields it, with `sender` set and
+    /// direction Rx. An empty batch writes nothing.
+    ///
+    /// A batch that does not fit the rest of the current block is split at a frame
+    /// record boundary: the frames that fit go there, the rest in the next block (each
+    /// part a batch record with the same base time, sender and channel). Each part is
+    /// committed on its own, so a writer killed between parts leaves the first part;
+    /// an error (the recording stopped) after the first part leaves it recorded.
+    #[inline]
+    pub fn write_batch(
+        &mut self,
+        batch: &FrameBatch<'_>,
+        sender: &SenderAddr,
+    ) -> Result<(), RecordError> {
+        let mut rest = batch.records();
+        let mut left = batch.len();
+        if left == 0 {
+            return Ok(());
+        }
+        let size = format::batch_size(rest.len());
+        if size <= self.room() {
+            // The common case: the whole datagram goes here, no walk over its records.
+            // (A full table rotates: a fresh block has more room than this one.)
+            let (ch, snd) = self.prepare(size, Some(batch.channel()), sender)?;
+            self.put_batch(batch, ch, snd, rest, left, batch.max_timestamp_ns());
+            return Ok(());
+        }
+        while left > 0 {
+            let room = self.room().saturating_sub(format::BATCH_HEAD);
+            let mut part = format::split_records(rest, left, room.min(format::MAX_BATCH_RECORDS));
+            if part.count == 0 {
+                // Not even one frame fits the rest of this block: pad it; the part
+                // starts the next block.
+                part = format::split_records(rest, left, format::MAX_BATCH_RECORDS);
+                if part.count == 0 {
+                    // Cannot happen for a checked batch (a record is at most 76 bytes).
+                    return Err(RecordError::InvalidFrame { len: 0 });
+                }
+            }
+            let size = format::batch_size(part.bytes);
+            let (ch, snd) = self.prepare(size, Some(batch.channel()), sender)?;
+            let max_ts = batch.base_ts().wrapping_add(part.max_delta as u64);
+            let (these, later) = rest.split_at(part.bytes);
+            self.put_batch(batch, ch, snd, these, part.count, max_ts);
+            rest = later;
+            left -= part.count;
+        }
+        Ok(())
+    }
+
+    /// Bytes left in the current block (0 when stopped).
+    #[inline]
+    fn room(&self) -> usize {
+        self.seg.as_ref().map_or(0, |s| s.limit - s.off)
+    }
+
+    /// Appends one batch record (room and slots already prepared).
+    #[inline]
+    fn put_batch(
+        &mut self,
+        batch: &FrameBatch<'_>,
+        ch: u8,
+        snd: u16,
+        records: &[u8],
+        count: usize,
+        max_ts: u64,
+    ) {
+        let size = format::batch_size(records.len());
+        let head = BatchRec {
+            head: RecordHead {
+                commit: 0.into(),
+                size: (size as u16).into(),
+                kind: kind::BATCH,
+                flags: 0,
+            },
+            base_ts: batch.base_ts().into(),
+            max_ts: max_ts.into(),
+            sender: snd.into(),
+            channel: ch,
+            reserved: 0,
+            count: (count as u16).into(),
+            records_len: (records.len() as u16).into(),
+        };
+        if let Some(seg) = self.seg.as_mut() {
+            let at = seg.off;
+            seg.off += size;
+            publish_batch(&mut seg.map, at, head.as_bytes(), records, size);
+        }
+        self.stats.frames += count as u64;
+        self.note_time(max_ts);
     }
 
     /// Records that `lost` frames from `sender` never arrived (a sequence gap).
@@ -692,6 +787,22 @@ fn publish(map: &mut [u8], at: usize, rec: &[u8]) {
         _ => rec.len(),
     };
     map[at + 4..at + copied].copy_from_slice(&rec[4..copied]);
+    store_release(map, at, check);
+}
+
+/// Copies a batch record (head with commit word 0, frame records, zero padding up to
+/// `size`) to `map[at..]`, then Release-stores the commit word over what is in the map:
+/// the records are copied once and checksummed where they landed (still in cache).
+#[inline]
+fn publish_batch(map: &mut [u8], at: usize, head: &[u8], records: &[u8], size: usize) {
+    let h = format::BATCH_HEAD;
+    let rec = &mut map[at..at + size];
+    rec[4..h].copy_from_slice(&head[4..h]);
+    rec[h..h + records.len()].copy_from_slice(records);
+    // The map is fresh zeros, but a pad is cheap and keeps the record defined by what
+    // this function wrote.
+    rec[h + records.len()..].fill(0);
+    let check = format::commit_word(format::crc32c(&rec[4..]));
     store_release(map, at, check);
 }
 
