@@ -320,6 +320,14 @@ impl FrameWriter for CmcWriter {
     fn write_kernel_drops(&mut self, count: u64, ts: u64) -> Result<(), ConvertError> {
         Ok(self.0.write_kernel_drops(count, ts)?)
     }
+    /// One frame batch record: the datagram's records as they arrived (cmc-format.md).
+    fn write_batch(
+        &mut self,
+        batch: &FrameBatch<'_>,
+        sender: &SenderAddr,
+    ) -> Result<(), ConvertError> {
+        Ok(self.0.write_batch(batch, sender)?)
+    }
     fn flush(&mut self) -> Result<(), ConvertError> {
         Ok(self.0.flush()?)
     }
