@@ -207,8 +207,19 @@ fn replay_keeps_time_and_filters() {
 
 #[test]
 fn killed_recorder_leaves_an_in_order_prefix() {
-    let dir = tmpdir("crash");
-    let port = "42504";
+    killed_recorder_leaves_an_in_order_prefix_of("pycan", "50000", "42504");
+}
+
+/// Native datagrams are recorded as frame batch records: killed mid-batch, mid-segment
+/// or mid-rotation (1 MiB segments fill every few ms at this rate), the file still
+/// holds an in-order prefix and never a torn batch.
+#[test]
+fn killed_native_recorder_leaves_an_in_order_prefix() {
+    killed_recorder_leaves_an_in_order_prefix_of("native", "2000000", "42514");
+}
+
+fn killed_recorder_leaves_an_in_order_prefix_of(wire: &str, rate: &str, port: &str) {
+    let dir = tmpdir(&format!("crash-{wire}"));
     // Incrementing data: each frame's payload is its sequence number.
     let gen = spawn(&[
         "gen",
@@ -216,8 +227,10 @@ fn killed_recorder_leaves_an_in_order_prefix() {
         "lo",
         "--port",
         port,
+        "--wire",
+        wire,
         "--rate",
-        "50000",
+        rate,
         "-I",
         "123",
         "-L",
@@ -225,7 +238,7 @@ fn killed_recorder_leaves_an_in_order_prefix() {
         "-D",
         "i",
         "-n",
-        "100000000",
+        "1000000000",
     ]);
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut nonempty = 0;
