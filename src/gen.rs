@@ -203,6 +203,8 @@ impl Generator {
     }
 
     /// The next frame (timestamp, channel and sender left empty).
+    // Inlined into the sending loop so the frame is built in place, not copied out.
+    #[inline]
     pub fn next_frame(&mut self) -> CanFrame {
         let n = self.counter;
         self.counter = self.counter.wrapping_add(1);
@@ -213,7 +215,8 @@ impl Generator {
             0x800
         };
         let id = match self.cfg.id {
-            Mode::Random => (self.random() % id_limit) as u32,
+            // Both limits are powers of two: a mask is the same as `%`, without a division.
+            Mode::Random => (self.random() & (id_limit - 1)) as u32,
             Mode::Increment => (n % id_limit) as u32,
             Mode::Fixed(id) => id,
         };
