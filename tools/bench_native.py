@@ -7,7 +7,7 @@ Usage (as root, from the repository, after `cargo build --release --example raw_
 and `cargo build --release`):
 
     tools/bench_native.py [--quick] [--modes lo,bridge] [--secs 10]
-        [--ladder 1000000,5000000,10000000,15000000,20000000,30000000]
+        [--ladder 1000000,2000000,5000000,7000000,10000000,15000000,20000000,25000000,30000000]
         [--canmc target/release/canmc] [--out docs/perf/native.json]
 
 The script re-executes itself inside `tools/netlab.sh hosts 2`: two private namespaces
@@ -23,7 +23,7 @@ runs twice, once into `canmc record -o /dev/shm/…/x.cmc` and once into the ref
 receiver. Lossless means: for record, frames recorded == frames sent and seq_gaps ==
 kernel_drops == ring_drops == 0; for the reference, datagrams received == datagrams
 sent and kernel_drops == 0. Ratios (record / reference) are of the same rung in the same
-run. `--quick` takes 2 s rungs and the ladder 1M, 10M, 30M (about 2 minutes in all).
+run. `--quick` takes 2 s rungs and the ladder 1M, 5M, 10M, 20M, 30M (about a minute).
 
 CPU is user + system time from wait4; softirq work done on a process's behalf (the
 loopback receive path runs inside the sender's sendmmsg) is not in it, so `machine_busy`
@@ -226,8 +226,8 @@ def main():
     ap.add_argument("--modes", default="lo,bridge")
     ap.add_argument("--secs", type=float, default=None, help="seconds per rung (10; 2 quick)")
     ap.add_argument("--ladder", default=None,
-                    help="offered frames/s, comma-separated (default 1M,5M,10M,15M,20M,30M;"
-                         " quick 1M,10M,30M)")
+                    help="offered frames/s, comma-separated (default 1M,2M,5M,7M,10M,15M,"
+                         "20M,25M,30M; quick 1M,5M,10M,20M,30M)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None,
                     help="JSON result (default docs/perf/native.json, -quick with --quick)")
@@ -246,8 +246,9 @@ def main():
     if args.secs is None:
         args.secs = 2.0 if args.quick else 10.0
     if args.ladder is None:
-        args.ladder = ("1000000,10000000,30000000" if args.quick
-                       else "1000000,5000000,10000000,15000000,20000000,30000000")
+        args.ladder = ("1000000,5000000,10000000,20000000,30000000" if args.quick
+                       else "1000000,2000000,5000000,7000000,10000000,15000000,20000000,"
+                            "25000000,30000000")
     if args.out is None:
         args.out = os.path.join(REPO, "docs/perf",
                                 "native-quick.json" if args.quick else "native.json")
