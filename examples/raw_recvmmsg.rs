@@ -13,9 +13,15 @@
 //!
 //! `elapsed_s` runs from start to stop; `active_s` from the first to the last datagram.
 //!
+//! With `--gro` it turns on UDP GRO as canmc does, receives into 64 KiB buffers and counts
+//! the datagrams of each coalesced receive from its `UDP_GRO` segment size; the line then
+//! also has `"receives":N` (recvmmsg entries filled). `--iface-addr` must be a loopback
+//! address, unless the process runs in a namespace `tools/netlab.sh` made (it marks them
+//! with `NETLAB_OUTER_NS`; `10.77.0.i` exists only inside that lab).
+//!
 //! ```text
 //! cargo run --release --example raw_recvmmsg -- [--group 239.74.163.2] [--port 43113]
-//!     [--iface-addr 127.0.0.1] [--duration SECS] [-n COUNT]
+//!     [--iface-addr 127.0.0.1] [--duration SECS] [-n COUNT] [--gro]
 //! ```
 
 use std::io;
@@ -31,6 +37,8 @@ use socket2::{Domain, Protocol, Socket, Type};
 const BATCH: usize = 256;
 /// Largest datagram kept whole; python-can frames are far smaller.
 const BUF: usize = 2048;
+/// With GRO: a coalesced receive is at most one 64 KiB UDP payload.
+const GRO_BUF: usize = 65_536;
 /// Room for one `SO_RXQ_OVFL` control message (and a spare).
 const CMSG: usize = 64;
 /// Same receive buffer as canmc's default, so the baseline has no unfair advantage.
@@ -48,6 +56,7 @@ struct Args {
     iface: Ipv4Addr,
     duration: Option<Duration>,
     count: Option<u64>,
+    gro: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -57,6 +66,7 @@ fn parse_args() -> Result<Args, String> {
         iface: Ipv4Addr::LOCALHOST,
         duration: None,
         count: None,
+        gro: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -70,11 +80,12 @@ fn parse_args() -> Result<Args, String> {
                 a.duration = Some(Duration::from_secs_f64(s));
             }
             "-n" => a.count = Some(val()?.parse().map_err(|e| format!("-n: {e}"))?),
+            "--gro" => a.gro = true,
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if !a.iface.is_loopback() {
-        // Rule of this project: benchmarks stay on loopback.
+    if !a.iface.is_loopback() && !in_private_netns() {
+        // Rule of this project: benchmarks stay on loopback or inside a lab namespace.
         return Err(format!(
             "--iface-addr {} is not a loopback address",
             a.iface
@@ -110,6 +121,9 @@ fn open(a: &Args) -> io::Result<Socket> {
         sock.set_recv_buffer_size(RCVBUF)?;
     }
     setsockopt_int(&sock, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
+    if a.gro {
+        setsockopt_int(&sock, libc::SOL_UDP, libc::UDP_GRO, 1)?;
+    }
     sock.set_multicast_all_v4(false)?;
     sock.bind(&SocketAddr::V4(SocketAddrV4::new(a.group, a.port)).into())?;
     sock.join_multicast_v4(&a.group, &a.iface)?;
@@ -144,20 +158,21 @@ fn main() {
     }
     let rcvbuf = sock.recv_buffer_size().unwrap_or(0);
 
-    let mut bufs = vec![[0u8; BUF]; BATCH];
+    let buf_len = if args.gro { GRO_BUF } else { BUF };
+    let mut bufs = vec![0u8; buf_len * BATCH];
     let mut cmsgs = vec![[0u64; CMSG / 8]; BATCH];
     // SAFETY: iovec and mmsghdr are plain C structs for which all-zero is valid.
     let mut iovs: Vec<libc::iovec> = vec![unsafe { mem::zeroed() }; BATCH];
     let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { mem::zeroed() }; BATCH];
     for i in 0..BATCH {
-        iovs[i].iov_base = bufs[i].as_mut_ptr().cast();
-        iovs[i].iov_len = BUF;
+        iovs[i].iov_base = bufs[i * buf_len..].as_mut_ptr().cast();
+        iovs[i].iov_len = buf_len;
     }
 
     let start = Instant::now();
     let mut first: Option<Instant> = None;
     let mut last = start;
-    let (mut datagrams, mut bytes, mut drops) = (0u64, 0u64, 0u64);
+    let (mut datagrams, mut bytes, mut drops, mut receives) = (0u64, 0u64, 0u64, 0u64);
     let fd = sock.as_raw_fd();
     while !STOP.load(Ordering::Relaxed) {
         if args.duration.is_some_and(|d| start.elapsed() >= d)
@@ -200,11 +215,17 @@ fn main() {
         first.get_or_insert(now);
         last = now;
         for h in &hdrs[..n as usize] {
-            datagrams += 1;
+            receives += 1;
             bytes += u64::from(h.msg_len);
-            if let Some(d) = rxq_ovfl(&h.msg_hdr) {
+            let (ovfl, seg) = control(&h.msg_hdr);
+            if let Some(d) = ovfl {
                 drops = d;
             }
+            // A coalesced receive holds len / seg datagrams, the last one maybe shorter.
+            datagrams += match seg {
+                Some(seg) if seg > 0 => u64::from(h.msg_len).div_ceil(u64::from(seg)).max(1),
+                _ => 1,
+            };
         }
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -212,22 +233,52 @@ fn main() {
     println!(
         "{{\"receiver\":\"raw_recvmmsg\",\"datagrams\":{datagrams},\"bytes\":{bytes},\
          \"elapsed_s\":{elapsed:.6},\"active_s\":{active:.6},\"kernel_drops\":{drops},\
-         \"rcvbuf\":{rcvbuf}}}"
+         \"rcvbuf\":{rcvbuf},\"receives\":{receives},\"gro\":{}}}",
+        args.gro
     );
 }
 
-/// The socket's cumulative drop count, if the kernel attached it to this datagram.
-fn rxq_ovfl(h: &libc::msghdr) -> Option<u64> {
+/// Whether this process runs in a network namespace made for it: one other than the
+/// namespace `tools/netlab.sh` (or a bench script) recorded before unsharing
+/// (`NETLAB_OUTER_NS`, `CANMC_BENCH_OUTER_NS`), and other than pid 1's where that is
+/// readable. Without such a mark the answer is no, and only loopback is allowed.
+fn in_private_netns() -> bool {
+    let Ok(mine) = std::fs::read_link("/proc/self/ns/net") else {
+        return false;
+    };
+    let mine = mine.to_string_lossy().into_owned();
+    let outer: Vec<String> = ["NETLAB_OUTER_NS", "CANMC_BENCH_OUTER_NS"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if outer.is_empty() || outer.contains(&mine) {
+        return false;
+    }
+    match std::fs::read_link("/proc/1/ns/net") {
+        Ok(init) => init.to_string_lossy() != mine,
+        Err(_) => true,
+    }
+}
+
+/// The socket's cumulative drop count and the GRO segment size, where the kernel
+/// attached them to this receive.
+fn control(h: &libc::msghdr) -> (Option<u64>, Option<u32>) {
+    let (mut ovfl, mut seg) = (None, None);
     // SAFETY: `h` was filled by recvmmsg; the CMSG macros stay within msg_controllen.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(h);
         while !c.is_null() {
             if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SO_RXQ_OVFL {
                 let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<u32>());
-                return Some(u64::from(v));
+                ovfl = Some(u64::from(v));
+            } else if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                // The kernel writes the segment size as an int.
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>());
+                seg = u32::try_from(v).ok();
             }
             c = libc::CMSG_NXTHDR(h, c);
         }
     }
-    None
+    (ovfl, seg)
 }

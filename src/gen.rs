@@ -203,6 +203,8 @@ impl Generator {
     }
 
     /// The next frame (timestamp, channel and sender left empty).
+    // Inlined into the sending loop so the frame is built in place, not copied out.
+    #[inline]
     pub fn next_frame(&mut self) -> CanFrame {
         let n = self.counter;
         self.counter = self.counter.wrapping_add(1);
@@ -213,7 +215,8 @@ impl Generator {
             0x800
         };
         let id = match self.cfg.id {
-            Mode::Random => (self.random() % id_limit) as u32,
+            // Both limits are powers of two: a mask is the same as `%`, without a division.
+            Mode::Random => (self.random() & (id_limit - 1)) as u32,
             Mode::Increment => (n % id_limit) as u32,
             Mode::Fixed(id) => id,
         };
@@ -299,6 +302,50 @@ impl Generator {
     }
 }
 
+/// When frames are due at a steady rate: frame `k` (from 0) is due `k / rate` seconds
+/// after the start. Counting from the start, not adding a rounded gap per frame, keeps
+/// the long-run rate exact at any rate, and a sender that fell behind (a stall, a busy
+/// machine) catches up at once instead of drifting.
+#[derive(Debug, Clone, Copy)]
+pub struct Pacer {
+    /// Frames due after `t` ns: `t * num / den` (+ 1), in integers so that no rounding
+    /// creeps in: a rate is `num` micro-frames per `den` = 10^15 ns, a gap 1 per `den` ns.
+    num: u128,
+    den: u128,
+}
+
+impl Pacer {
+    /// Frames per second (to a millionth of a frame); `None` unless finite and > 0.
+    pub fn per_second(rate: f64) -> Option<Pacer> {
+        (rate.is_finite() && rate > 0.0).then(|| Pacer {
+            num: ((rate * 1e6).round() as u128).max(1),
+            den: 1_000_000_000_000_000,
+        })
+    }
+
+    /// A fixed gap between frames (cangen's `-g`); zero means unpaced.
+    pub fn gap(gap: std::time::Duration) -> Option<Pacer> {
+        (!gap.is_zero()).then_some(Pacer {
+            num: 1,
+            den: gap.as_nanos(),
+        })
+    }
+
+    /// Frames due `elapsed_ns` after the start: the first is due at once.
+    pub fn due(&self, elapsed_ns: u64) -> u64 {
+        // Both products fit u128 for any u64 time and a rate up to 10^17 frames/s; a
+        // huge `-g` gap makes `den` large, which only shrinks them (or saturates).
+        let n = (u128::from(elapsed_ns).saturating_mul(self.num) / self.den).saturating_add(1);
+        u64::try_from(n).unwrap_or(u64::MAX)
+    }
+
+    /// Nanoseconds after the start at which frame `k` (from 0) is due.
+    pub fn due_at_ns(&self, k: u64) -> u64 {
+        let t = u128::from(k).saturating_mul(self.den).div_ceil(self.num);
+        u64::try_from(t).unwrap_or(u64::MAX)
+    }
+}
+
 /// The smallest allowed length that holds `n` bytes.
 fn fit_len(n: u8, fd: bool) -> u8 {
     if !fd {
@@ -368,6 +415,33 @@ mod tests {
         .unwrap();
         let f = g.next_frame();
         assert_eq!((f.id, f.payload()), (0x42, &[0xAA, 0xBB][..]));
+    }
+
+    #[test]
+    fn pacer_keeps_the_rate_exact_where_a_rounded_gap_would_drift() {
+        // 30 M/s: a gap rounded to 33 ns would send 1 % too many.
+        let p = Pacer::per_second(30e6).unwrap();
+        assert_eq!(p.due(0), 1);
+        assert_eq!(p.due(1_000_000_000) - 1, 30_000_000);
+        assert_eq!(p.due(10_000_000_000) - 1, 300_000_000);
+        // Frame k is due at due_at_ns(k), not before.
+        for k in [1u64, 2, 3, 29_999_999, 30_000_000] {
+            let at = p.due_at_ns(k);
+            assert_eq!(p.due(at), k + 1, "frame {k} due at {at}");
+            assert_eq!(p.due(at - 1), k, "frame {k} not due at {}", at - 1);
+        }
+        let slow = Pacer::per_second(0.5).unwrap();
+        assert_eq!(slow.due(1_999_999_999), 1);
+        assert_eq!(slow.due(2_000_000_000), 2);
+        let g = Pacer::gap(std::time::Duration::from_millis(40)).unwrap();
+        assert_eq!(g.due(80_000_000), 3);
+        assert!(Pacer::gap(std::time::Duration::ZERO).is_none());
+        // A gap of centuries: nothing overflows, the second frame is never due.
+        let huge = Pacer::gap(std::time::Duration::from_secs(u64::MAX)).unwrap();
+        assert_eq!(huge.due(u64::MAX), 1);
+        assert_eq!(huge.due_at_ns(u64::MAX), u64::MAX);
+        assert!(Pacer::per_second(0.0).is_none());
+        assert!(Pacer::per_second(f64::NAN).is_none());
     }
 
     #[test]

@@ -19,14 +19,23 @@ use crate::socket::SendSocket;
 use crate::wire::native::{self, NativeBatcher};
 use crate::wire::{pycan, WireFormat};
 
-/// Datagrams queued before a flush.
-const BATCH: usize = 256;
-/// Segments per GSO message (the kernel's `UDP_MAX_SEGMENTS` is 64 on older kernels).
-const MAX_SEGMENTS: usize = 64;
-/// Payload bytes per GSO message, under the 65 507-byte UDP limit.
-const MAX_GSO_BYTES: usize = 65_000;
-/// The largest UDP payload over IPv4.
+/// Bytes of datagrams queued before a flush: the slot count is this over the largest
+/// datagram, within [`MIN_BATCH`]..=[`MAX_BATCH`].
+const BATCH_BYTES: usize = 1 << 20;
+/// Fewest datagram slots, whatever their size.
+const MIN_BATCH: usize = 16;
+/// Most datagram slots (and so messages per `sendmmsg`; the kernel takes at most
+/// `UIO_MAXIOV` = 1024 messages per call).
+const MAX_BATCH: usize = 1024;
+/// Segments per GSO message on kernels before 6.9 (`UDP_MAX_SEGMENTS`).
+const OLD_MAX_SEGMENTS: usize = 64;
+/// Segments per GSO message on newer kernels, which raised `UDP_MAX_SEGMENTS`; probed.
+const NEW_MAX_SEGMENTS: usize = 128;
+/// The largest UDP payload over IPv4, also the most one GSO message carries (the whole
+/// super-datagram must fit one IP packet before segmentation).
 const MAX_UDP_PAYLOAD: usize = 65_507;
+/// Payload bytes per GSO message.
+const MAX_GSO_BYTES: usize = MAX_UDP_PAYLOAD;
 /// Consecutive ENOBUFS / EAGAIN answers before `flush` gives up and reports the error
 /// (the datagrams stay queued). About a second with the back-off below.
 const MAX_BUSY_RETRIES: u32 = 20_000;
@@ -125,6 +134,8 @@ pub struct BatchSender {
     /// Per message: its first slot and how many slots it carries.
     msg_slots: Box<[(usize, usize)]>,
     gso: bool,
+    /// Segments the kernel takes in one GSO message (64, or 128 on newer kernels).
+    max_segments: usize,
     sent: u64,
     messages: u64,
     syscalls: u64,
@@ -140,11 +151,14 @@ pub struct BatchSender {
 unsafe impl Send for BatchSender {}
 
 impl BatchSender {
-    /// Queues up to 256 datagrams of at most `max_datagram` bytes each (clamped to
-    /// 1..=65 507). GSO is used when the kernel has it (Linux 4.18+).
+    /// Queues datagrams of at most `max_datagram` bytes each (clamped to 1..=65 507):
+    /// about 1 MiB of them, between 16 and 1024, per `sendmmsg`. GSO is used when the
+    /// kernel has it (Linux 4.18+), with as many segments per message as it takes.
     pub fn new(sock: SendSocket, max_datagram: usize) -> Self {
         let max_datagram = max_datagram.clamp(1, MAX_UDP_PAYLOAD);
+        let batch = (BATCH_BYTES / max_datagram).clamp(MIN_BATCH, MAX_BATCH);
         let gso = probe_gso(&sock);
+        let max_segments = if gso { probe_max_segments() } else { 1 };
         // SAFETY: cmsghdr, mmsghdr and iovec are plain old data; all zeroes is valid.
         let (hdr, msg, iov) = unsafe {
             (
@@ -161,16 +175,17 @@ impl BatchSender {
         BatchSender {
             sock,
             max_datagram,
-            buf: vec![0u8; BATCH * max_datagram].into_boxed_slice(),
+            buf: vec![0u8; batch * max_datagram].into_boxed_slice(),
             used: 0,
-            slots: vec![Slot::default(); BATCH].into_boxed_slice(),
+            slots: vec![Slot::default(); batch].into_boxed_slice(),
             queued: 0,
             first_unsent: 0,
-            msgs: vec![msg; BATCH].into_boxed_slice(),
-            iovs: vec![iov; BATCH].into_boxed_slice(),
-            ctls: vec![ctl; BATCH].into_boxed_slice(),
-            msg_slots: vec![(0, 0); BATCH].into_boxed_slice(),
+            msgs: vec![msg; batch].into_boxed_slice(),
+            iovs: vec![iov; batch].into_boxed_slice(),
+            ctls: vec![ctl; batch].into_boxed_slice(),
+            msg_slots: vec![(0, 0); batch].into_boxed_slice(),
             gso,
+            max_segments,
             sent: 0,
             messages: 0,
             syscalls: 0,
@@ -208,7 +223,7 @@ impl BatchSender {
     /// `max_datagram` (`InvalidInput`), or a full queue that could not be sent (then
     /// `write` is not called).
     pub fn push_with(&mut self, write: impl FnOnce(&mut [u8]) -> usize) -> io::Result<()> {
-        if self.queued == BATCH {
+        if self.queued == self.slots.len() {
             self.flush()?;
         }
         // `used <= queued * max_datagram`, so a free slot always has room.
@@ -301,11 +316,16 @@ impl BatchSender {
                     }
                 }
                 // The first message was refused: if it was a GSO one, the kernel or
-                // the route cannot segment. Send plainly from now on.
+                // the route cannot segment. Retry with the older segment limit if it
+                // had more segments than that, else send plainly from now on.
                 libc::EINVAL | libc::EIO | libc::ENOPROTOOPT | libc::EOPNOTSUPP
                     if self.gso && self.msg_slots[0].1 > 1 =>
                 {
-                    self.gso = false;
+                    if self.msg_slots[0].1 > OLD_MAX_SEGMENTS {
+                        self.max_segments = OLD_MAX_SEGMENTS;
+                    } else {
+                        self.gso = false;
+                    }
                 }
                 _ => return Err(e),
             }
@@ -327,7 +347,7 @@ impl BatchSender {
             let mut bytes = seg;
             if self.gso && seg > 0 {
                 while j < self.queued
-                    && j - i < MAX_SEGMENTS
+                    && j - i < self.max_segments
                     && self.slots[j].len == seg
                     && bytes + seg <= MAX_GSO_BYTES
                 {
@@ -336,7 +356,7 @@ impl BatchSender {
                 }
                 // GSO lets the last segment be shorter: take one odd tail along.
                 if j < self.queued
-                    && j - i < MAX_SEGMENTS
+                    && j - i < self.max_segments
                     && (1..seg).contains(&self.slots[j].len)
                     && bytes + self.slots[j].len <= MAX_GSO_BYTES
                 {
@@ -394,6 +414,22 @@ impl BatchSender {
     /// kernel lacks UDP GSO or refused it).
     pub fn gso_enabled(&self) -> bool {
         self.gso
+    }
+
+    /// The most datagrams one GSO message carries: 128 where the kernel takes that many
+    /// (Linux 6.9+), else 64; 1 without GSO. Bytes are capped too, at 65 507 a message.
+    pub fn max_segments(&self) -> usize {
+        if self.gso {
+            self.max_segments
+        } else {
+            1
+        }
+    }
+
+    /// Datagrams queued before a full queue is sent: 1 MiB over the largest datagram,
+    /// between 16 and 1024.
+    pub fn batch_len(&self) -> usize {
+        self.slots.len()
     }
 
     /// Throws away every queued datagram (after an error the caller will not retry);
@@ -462,6 +498,57 @@ fn probe_gso(sock: &SendSocket) -> bool {
         )
     };
     rc == 0
+}
+
+/// How many segments this kernel takes in one GSO message: 128 since Linux 6.9 raised
+/// `UDP_MAX_SEGMENTS`, 64 before (it answers EINVAL to more). Asked once per process
+/// by sending 128 one-byte segments from a throwaway socket to another bound on
+/// 127.0.0.1 (nothing leaves the host); any failure means 64.
+fn probe_max_segments() -> usize {
+    use std::sync::OnceLock;
+    static SEGMENTS: OnceLock<usize> = OnceLock::new();
+    *SEGMENTS.get_or_init(|| {
+        if gso_accepts(NEW_MAX_SEGMENTS).unwrap_or(false) {
+            NEW_MAX_SEGMENTS
+        } else {
+            OLD_MAX_SEGMENTS
+        }
+    })
+}
+
+/// Whether one GSO message of `segments` one-byte segments is accepted on loopback.
+fn gso_accepts(segments: usize) -> io::Result<bool> {
+    use std::net::UdpSocket;
+    let rx = UdpSocket::bind("127.0.0.1:0")?;
+    let tx = UdpSocket::bind("127.0.0.1:0")?;
+    tx.connect(rx.local_addr()?)?;
+    let payload = [0u8; NEW_MAX_SEGMENTS];
+    let payload = &payload[..segments.min(NEW_MAX_SEGMENTS)];
+    // SAFETY: cmsghdr is plain old data; all zeroes is valid.
+    let hdr: libc::cmsghdr = unsafe { mem::zeroed() };
+    let mut ctl = GsoCmsg {
+        hdr,
+        segment: 1,
+        _pad: [0; 6],
+    };
+    // SAFETY: CMSG_LEN is pure arithmetic on the length.
+    ctl.hdr.cmsg_len = unsafe { libc::CMSG_LEN(mem::size_of::<u16>() as u32) } as _;
+    ctl.hdr.cmsg_level = libc::SOL_UDP;
+    ctl.hdr.cmsg_type = libc::UDP_SEGMENT;
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: payload.len(),
+    };
+    // SAFETY: msghdr is plain old data; all zeroes is valid.
+    let mut msg: libc::msghdr = unsafe { mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = (&mut ctl as *mut GsoCmsg).cast();
+    msg.msg_controllen = mem::size_of::<GsoCmsg>() as _;
+    // SAFETY: `msg` points at `iov`, `payload` and `ctl`, all alive for the call; the
+    // kernel only reads them.
+    let rc = unsafe { libc::sendmsg(tx.as_raw_fd(), &msg, 0) };
+    Ok(rc == payload.len() as isize)
 }
 
 /// Sends frames in either wire format over a [`BatchSender`].

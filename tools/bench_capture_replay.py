@@ -35,7 +35,6 @@ import json
 import os
 import platform
 import random
-import signal
 import struct
 import subprocess
 import sys
@@ -44,6 +43,8 @@ import time
 GROUP = "239.74.163.2"
 SYNTH_SRC = (10, 99, 0, 9)
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tools"))
+from bench_common import Load, Proc, counter_delta, kernel_counters, wait_udp  # noqa: E402
 
 
 def log(*a):
@@ -51,109 +52,6 @@ def log(*a):
 
 
 # ---------------------------------------------------------------- processes and CPU
-
-
-class Proc:
-    """A child process whose CPU time is read with wait4 (user + system, its own)."""
-
-    def __init__(self, cmd, out=None, err=None):
-        self.cmd = cmd
-        self.out_path, self.err_path = out, err
-        self.p = subprocess.Popen(
-            cmd,
-            stdout=open(out, "w") if out else subprocess.DEVNULL,
-            stderr=open(err, "w") if err else subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
-        self.t0 = time.monotonic()
-        self.rc = None
-
-    def signal(self, sig=signal.SIGINT):
-        if self.rc is None:
-            self.p.send_signal(sig)
-
-    def wait(self, timeout=120):
-        end = time.monotonic() + timeout
-        while self.rc is None:
-            pid, status, ru = os.wait4(self.p.pid, os.WNOHANG)
-            if pid:
-                self.rc = os.waitstatus_to_exitcode(status)
-                self.p.returncode = self.rc
-                self.cpu_s = ru.ru_utime + ru.ru_stime
-                self.wall_s = time.monotonic() - self.t0
-                break
-            if time.monotonic() > end:
-                self.p.kill()
-                end += 5
-            time.sleep(0.01)
-        return self.rc
-
-    def stdout(self):
-        return open(self.out_path).read() if self.out_path else ""
-
-    def stderr(self):
-        return open(self.err_path).read() if self.err_path else ""
-
-    def summary(self):
-        """canmc's --json summary: the last JSON line of stdout."""
-        for line in reversed(self.stdout().splitlines()):
-            if line.startswith("{"):
-                return json.loads(line)
-        raise RuntimeError(f"{self.cmd} printed no JSON summary: {self.stderr()[-500:]}")
-
-
-def machine_cpu():
-    """(busy jiffies, total jiffies) of the whole machine (all namespaces share it)."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    idle = v[3] + v[4]
-    return sum(v) - idle, sum(v)
-
-
-class Load:
-    """Machine CPU busy fraction over a block, with the load average at its start."""
-
-    def __enter__(self):
-        self.a = machine_cpu()
-        self.loadavg = open("/proc/loadavg").read().split()[:3]
-        return self
-
-    def __exit__(self, *exc):
-        b = machine_cpu()
-        self.busy = (b[0] - self.a[0]) / max(1, b[1] - self.a[1])
-        return False
-
-    def info(self):
-        return {"loadavg_before": self.loadavg, "machine_busy": round(self.busy, 3)}
-
-
-def kernel_counters():
-    """This namespace's UDP counters (/proc/net/snmp) and the machine's softnet backlog
-    drops: where a datagram lost before any socket counter sees it is counted."""
-    with open("/proc/net/snmp") as f:
-        rows = [l.split()[1:] for l in f if l.startswith("Udp:")]
-    c = {k: int(v) for k, v in zip(rows[0], rows[1])}
-    with open("/proc/net/softnet_stat") as f:
-        c["softnet_dropped"] = sum(int(l.split()[1], 16) for l in f)
-    return c
-
-
-def counter_delta(before):
-    after = kernel_counters()
-    keys = ("InDatagrams", "InErrors", "RcvbufErrors", "MemErrors", "softnet_dropped")
-    return {k: after[k] - before[k] for k in keys}
-
-
-def wait_udp(port, secs=10):
-    hexport = f":{port:04X} "
-    end = time.monotonic() + secs
-    while time.monotonic() < end:
-        for f in ("/proc/net/udp", "/proc/net/udp6"):
-            if hexport in open(f).read():
-                time.sleep(0.2)
-                return
-        time.sleep(0.02)
-    raise RuntimeError(f"nothing bound to UDP port {port}")
 
 
 def tcpdump_stats(text):

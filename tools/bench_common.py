@@ -15,8 +15,10 @@ and prints the markdown tables of docs/perf.md (any python 3):
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,6 +79,123 @@ def prepare_netns():
     ).stdout
     if "dev lo" not in routes:
         subprocess.run(["ip", "route", "replace", "224.0.0.0/4", "dev", "lo"], check=True)
+
+
+# ---------------------------------------------------------------- processes and counters
+
+
+class Proc:
+    """A child process whose CPU time is read with wait4 (user + system, its own)."""
+
+    def __init__(self, cmd, out=None, err=None):
+        self.cmd = cmd
+        self.out_path, self.err_path = out, err
+        self.p = subprocess.Popen(
+            cmd,
+            stdout=open(out, "w") if out else subprocess.DEVNULL,
+            stderr=open(err, "w") if err else subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        self.t0 = time.monotonic()
+        self.rc = None
+
+    def signal(self, sig=signal.SIGINT):
+        if self.rc is None:
+            self.p.send_signal(sig)
+
+    def wait(self, timeout=120):
+        end = time.monotonic() + timeout
+        while self.rc is None:
+            pid, status, ru = os.wait4(self.p.pid, os.WNOHANG)
+            if pid:
+                self.rc = os.waitstatus_to_exitcode(status)
+                self.p.returncode = self.rc
+                self.cpu_s = ru.ru_utime + ru.ru_stime
+                self.wall_s = time.monotonic() - self.t0
+                break
+            if time.monotonic() > end:
+                self.p.kill()
+                end += 5
+            time.sleep(0.01)
+        return self.rc
+
+    def stdout(self):
+        return open(self.out_path).read() if self.out_path else ""
+
+    def stderr(self):
+        return open(self.err_path).read() if self.err_path else ""
+
+    def summary(self):
+        """canmc's --json summary: the last JSON line of stdout."""
+        for line in reversed(self.stdout().splitlines()):
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"{self.cmd} printed no JSON summary: {self.stderr()[-500:]}")
+
+
+def machine_cpu():
+    """(busy jiffies, total jiffies) of the whole machine (all namespaces share it)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+class Load:
+    """Machine CPU busy fraction over a block, with the load average at its start."""
+
+    def __enter__(self):
+        self.a = machine_cpu()
+        self.loadavg = open("/proc/loadavg").read().split()[:3]
+        return self
+
+    def __exit__(self, *exc):
+        b = machine_cpu()
+        self.busy = (b[0] - self.a[0]) / max(1, b[1] - self.a[1])
+        return False
+
+    def info(self):
+        return {"loadavg_before": self.loadavg, "machine_busy": round(self.busy, 3)}
+
+
+def read_proc(path, ns=()):
+    """A /proc/net file as this namespace sees it, or (ns = a command prefix such as
+    [LAB_EXEC, "2"]) as the namespace that prefix enters sees it."""
+    if not ns:
+        with open(path) as f:
+            return f.read()
+    return subprocess.run([*ns, "cat", path], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def kernel_counters(ns=()):
+    """A namespace's UDP counters (/proc/net/snmp) and the machine's softnet backlog
+    drops: where a datagram lost before any socket counter sees it is counted."""
+    rows = [line.split()[1:] for line in read_proc("/proc/net/snmp", ns).splitlines()
+            if line.startswith("Udp:")]
+    c = {k: int(v) for k, v in zip(rows[0], rows[1])}
+    with open("/proc/net/softnet_stat") as f:
+        c["softnet_dropped"] = sum(int(line.split()[1], 16) for line in f)
+    return c
+
+
+def counter_delta(before, ns=()):
+    after = kernel_counters(ns)
+    keys = ("InDatagrams", "InErrors", "RcvbufErrors", "MemErrors", "softnet_dropped")
+    return {k: after[k] - before[k] for k in keys}
+
+
+def wait_udp(port, secs=10, ns=()):
+    """Waits until something in the namespace (see read_proc) is bound to UDP `port`."""
+    hexport = f":{port:04X} "
+    end = time.monotonic() + secs
+    while time.monotonic() < end:
+        for f in ("/proc/net/udp", "/proc/net/udp6"):
+            if hexport in read_proc(f, ns):
+                time.sleep(0.2)
+                return
+        time.sleep(0.02)
+    raise RuntimeError(f"nothing bound to UDP port {port}")
 
 
 def load_avg():

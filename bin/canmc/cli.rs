@@ -209,7 +209,7 @@ pub(crate) struct GenArgs {
     /// Frames per second.
     #[arg(long = "rate", value_name = "FPS", conflicts_with = "gap",
           allow_negative_numbers = true, value_parser = values::rate)]
-    pub(crate) rate_gap: Option<Duration>,
+    pub(crate) rate: Option<f64>,
     /// Gap between frames in milliseconds (cangen -g).
     #[arg(short = 'g', value_name = "MS", allow_negative_numbers = true,
           value_parser = values::gap_ms)]

@@ -254,3 +254,81 @@ fn coalescing_dump_gets_every_frame_in_order() {
         assert_eq!(w[1], (w[0] + 1) % 0x800, "in order, none missing");
     }
 }
+
+/// `gen --rate R -n N` takes N / R seconds, as a user timing it would check: never
+/// faster (beyond the first frame, which goes at once), and not much slower even on a
+/// loaded machine; the summary's rate says the same, and every frame arrives.
+#[test]
+fn gen_rate_holds_the_asked_rate() {
+    let _turn = serial();
+    let port = "42306";
+    for (rate, n, exact_delivery) in [
+        (200_000u64, 300_000u64, true),
+        (2_000_000, 4_000_000, false),
+    ] {
+        let dump = spawn(&[
+            "dump",
+            "--iface",
+            "lo",
+            "--port",
+            port,
+            "-q",
+            "-n",
+            &n.to_string(),
+            "--duration",
+            "30",
+            "--json",
+        ]);
+        wait_until_answering(port, &[dump.id()]);
+        let t0 = std::time::Instant::now();
+        let out = canmc(&[
+            "gen",
+            "--iface",
+            "lo",
+            "--port",
+            port,
+            "--wire",
+            "native",
+            "-L",
+            "8",
+            "-n",
+            &n.to_string(),
+            "--rate",
+            &rate.to_string(),
+            "--json",
+        ]);
+        let wall = t0.elapsed().as_secs_f64();
+        ok(&out);
+        let gen = String::from_utf8(out.stdout).unwrap();
+        let want = (n - 1) as f64 / rate as f64;
+        assert!(
+            wall >= want * 0.99,
+            "--rate {rate}: {n} frames in {wall:.3} s, want {want:.3} s"
+        );
+        assert!(
+            wall <= want * 1.5 + 0.5,
+            "--rate {rate}: {n} frames in {wall:.3} s, want {want:.3} s"
+        );
+        let fps: f64 = common::json_field(&gen, "rate_fps")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            fps <= rate as f64 * 1.01 && fps >= rate as f64 * 0.66,
+            "--rate {rate}: summary says {fps}/s"
+        );
+        assert_eq!(json_u64(&gen, "frames"), n, "{gen}");
+        let out = dump.wait_with_output().unwrap();
+        let summary = String::from_utf8(out.stdout).unwrap();
+        if exact_delivery {
+            assert_eq!(json_u64(&summary, "frames"), n, "{summary}");
+        } else {
+            // At 2 M/s a loaded CI machine may drop some; then they are counted.
+            let got = json_u64(&summary, "frames");
+            assert!(
+                got == n || json_u64(&summary, "kernel_drops") + json_u64(&summary, "seq_gaps") > 0,
+                "{summary}"
+            );
+        }
+    }
+}

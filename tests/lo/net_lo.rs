@@ -148,6 +148,44 @@ fn batch_sender_datagrams_arrive_in_order_with_gso() {
     assert!(drain(&mut src, Duration::from_millis(100)).is_empty());
 }
 
+/// GSO messages are as full as the kernel allows: as many segments as it takes (128 on
+/// Linux 6.9+, else 64) for small datagrams, 64 KiB for MTU-sized ones; every datagram
+/// still arrives, in order.
+#[test]
+fn gso_messages_fill_to_the_kernel_limits() {
+    for (offset, size, n) in [(16u16, 64usize, 1024usize), (17, 1452, 450)] {
+        let c = cfg(offset);
+        let mut src = source(&c, &RecvConfig::default());
+        let mut tx = BatchSender::new(SendSocket::open(&c).unwrap(), size);
+        let segs = tx.max_segments();
+        assert!(segs == 64 || segs == 128, "{segs} segments per message");
+        // One flush for the whole run, so message boundaries come only from the limits.
+        assert!(tx.batch_len() >= n, "batch of {} for {n}", tx.batch_len());
+        let per_msg = segs.min(65_507 / size);
+        let dgram = |i: usize| {
+            let mut d = vec![(i % 251) as u8; size];
+            d[..4].copy_from_slice(&(i as u32).to_le_bytes());
+            d
+        };
+        for i in 0..n {
+            tx.push(&dgram(i)).unwrap();
+        }
+        tx.flush().unwrap();
+        assert_eq!(tx.datagrams_sent(), n as u64);
+        assert_eq!(tx.syscalls(), 1, "{size}-byte datagrams: one sendmmsg");
+        assert_eq!(
+            tx.messages_sent(),
+            n.div_ceil(per_msg) as u64,
+            "{size}-byte datagrams, {per_msg} per message"
+        );
+        let got = recv_n(&mut src, n);
+        assert_eq!(got.len(), n, "{size}-byte datagrams received");
+        for (i, (d, _)) in got.iter().enumerate() {
+            assert_eq!(d, &dgram(i), "{size}-byte datagram {i}");
+        }
+    }
+}
+
 /// UDP without checksums (`SO_NO_CHECK`) cannot be segmented, so the kernel refuses GSO
 /// with EINVAL: the sender must fall back to plain sendmmsg and lose nothing.
 #[test]

@@ -65,7 +65,7 @@ fn rates_and_gaps_must_be_usable() {
     let Command::Gen(g) = parse(&["gen", "--rate", "1000"]).unwrap().command else {
         panic!("not gen");
     };
-    assert_eq!(g.rate_gap, Some(Duration::from_millis(1)));
+    assert_eq!(g.rate, Some(1000.0));
     let Command::Gen(g) = parse(&["gen", "-g", "0"]).unwrap().command else {
         panic!("not gen");
     };

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use canmc::gen::{GenConfig, Generator};
+use canmc::gen::{GenConfig, Generator, Pacer};
 use canmc::socket::SendSocket;
 use canmc::summary::Summary;
 
@@ -14,8 +14,12 @@ use crate::{io_failure, stopped, Failure};
 pub(crate) fn run(a: GenArgs) -> Result<(), Failure> {
     let cfg = a.net.config().map_err(|e| Failure::usage(e.to_string()))?;
     let channel = a.opts.channel().map_err(Failure::usage)?;
-    // `--rate` and `-g` exclude each other; both arrive as the gap between frames.
-    let gap = a.rate_gap.or(a.gap);
+    // `--rate` and `-g` exclude each other; `-g 0` is unpaced.
+    let pacer = match (a.rate, a.gap) {
+        (Some(rate), _) => Pacer::per_second(rate),
+        (None, Some(gap)) => Pacer::gap(gap),
+        (None, None) => None,
+    };
     let mut generator = Generator::new(GenConfig {
         id: a.id,
         len: a.len,
@@ -39,30 +43,31 @@ pub(crate) fn run(a: GenArgs) -> Result<(), Failure> {
     let start = Instant::now();
     let mut status = StatusLine::new(true);
     let mut sent: u64 = 0;
-    // Paced sending: frames due by now go out together, so high rates still batch.
-    let mut next_due = Instant::now();
+    // Paced sending: frames due by now go out together, so high rates still batch. At
+    // most BURST per round, so polls, outage reports and the status line keep up.
+    const BURST: u64 = 4096;
+    let paced_start = Instant::now();
     while sent < limit && !stopped() {
         let ts = now_ns();
         tx.poll(ts).map_err(send_err)?;
-        let batch_end = match gap {
+        let batch_end = match pacer {
             None => sent.saturating_add(256).min(limit),
-            Some(gap) => {
-                let now = Instant::now();
-                if now < next_due {
+            Some(pacer) => {
+                let elapsed = paced_start.elapsed().as_nanos() as u64;
+                let due = pacer.due(elapsed).min(limit);
+                if due <= sent {
                     // Idle until the next frame is due: what is queued leaves now, and
                     // a pending native datagram is polled again by its deadline.
                     tx.send_queued().map_err(send_err)?;
-                    let mut wait = (next_due - now).min(Duration::from_millis(100));
+                    let next = pacer.due_at_ns(sent).saturating_sub(elapsed);
+                    let mut wait = Duration::from_nanos(next).min(Duration::from_millis(100));
                     if let Some(deadline) = tx.deadline() {
                         wait = wait.min(Duration::from_nanos(deadline.saturating_sub(ts)));
                     }
                     std::thread::sleep(wait);
                     continue;
                 }
-                let behind = (now - next_due).as_nanos() / gap.as_nanos().max(1);
-                let due = (behind as u64 + 1).min(1024);
-                next_due += gap * due as u32;
-                sent.saturating_add(due).min(limit)
+                due.min(sent.saturating_add(BURST))
             }
         };
         while sent < batch_end {
