@@ -149,6 +149,12 @@ pub const fn batch_size(records_len: usize) -> usize {
     BATCH_HEAD + align8(records_len)
 }
 
+/// Fewest frames a batch record holds. With fewer, the 32-byte batch head makes a
+/// classic 8-byte frame cost more than the 32 bytes a frame record takes (one: 56
+/// bytes, two: 36 each; three: 32), so the writer uses frame records for them. From
+/// three frames on, a batch record is never larger than the frame records would be.
+pub const MIN_BATCH: usize = 3;
+
 /// Most bytes of frame records one batch record can hold: a whole block less its block
 /// record and the batch head. Longer batches are split at a record boundary.
 pub const MAX_BATCH_RECORDS: usize = BLOCK_SIZE - BLOCK_REC - BATCH_HEAD;

@@ -241,7 +241,7 @@ impl std::fmt::Debug for FrameView<'_> {
 /// Totals over a whole recording, from [`Recording::stats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stats {
-    /// Frame records.
+    /// Frames: frame records plus the frames of batch records.
     pub frames: u64,
     /// Loss records.
     pub loss_records: u64,

@@ -1147,3 +1147,38 @@ fn block_markers_count_batch_frames() {
     assert_eq!(i, want.len());
     assert!(blocks > 10);
 }
+
+#[test]
+fn small_datagrams_never_cost_more_than_32_bytes_per_classic_frame() {
+    let d = TempDir::new("bsmall");
+    let p = d.file("a.cmc");
+    for n in 1..=69usize {
+        let mut w = Recorder::create(&p, bopts(256 << 10)).unwrap();
+        let before = w.stats().bytes;
+        let mut buf = vec![0u8; 1452];
+        let mut enc = Encoder::new(1, buf.len());
+        enc.begin(&mut buf, 0, Channel::int(2), 10_000);
+        for k in 0..n as u64 {
+            let mut f = CanFrame::new(0x123, 0, &k.to_le_bytes()).unwrap();
+            f.timestamp_ns = 10_000 + k;
+            f.channel = Channel::int(2);
+            assert!(enc.push(&mut buf, &f));
+        }
+        let len = enc.finish(&mut buf);
+        let b = FrameBatch::check(&buf[..len]).unwrap().unwrap();
+        w.write_batch(&b, &v4(9)).unwrap();
+        let used = (w.stats().bytes - before) as usize;
+        assert!(used <= 32 * n, "{n} frames took {used} bytes");
+        w.finish().unwrap();
+        let r = Recording::open(&p).unwrap();
+        assert_eq!(all(&r), batch_frames(&buf[..len], v4(9)), "{n} frames");
+        let bytes = std::fs::read(&p).unwrap();
+        let kinds: Vec<u8> = raw_records(&bytes, BDS).iter().map(|r| r.1).collect();
+        let want_kind = if n < format::MIN_BATCH {
+            kind::FRAME
+        } else {
+            kind::BATCH
+        };
+        assert_eq!(kinds[1], want_kind, "{n} frames: {kinds:?}");
+    }
+}

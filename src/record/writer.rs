@@ -21,7 +21,7 @@ use super::format::{self, kind, BatchRec, BlockRec, FrameRec, RecordHead, Segmen
 use super::RecordError;
 use crate::frame::{CanFrame, Channel, SenderAddr};
 use crate::sys::now_ns;
-use crate::wire::native::FrameBatch;
+use crate::wire::native::{BatchRecords, FrameBatch};
 
 /// When the recorder asks the kernel to write mapped pages to disk.
 ///
@@ -76,7 +76,7 @@ impl Default for RecorderOptions {
 /// What a recorder has written so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecorderStats {
-    /// Frame records.
+    /// Frames: frame records plus the frames of batch records.
     pub frames: u64,
     /// Loss records, and the frames they say were lost.
     pub loss_records: u64,
@@ -240,6 +240,10 @@ impl Recorder {
     /// part a batch record with the same base time, sender and channel). Each part is
     /// committed on its own, so a writer killed between parts leaves the first part;
     /// an error (the recording stopped) after the first part leaves it recorded.
+    ///
+    /// Fewer than [`format::MIN_BATCH`] frames (a small datagram, or what is left of a
+    /// split) go as frame records: a batch record's 32-byte head would make them cost
+    /// more than the 32 bytes per classic frame SPEC §5 allows.
     #[inline]
     pub fn write_batch(
         &mut self,
@@ -248,8 +252,8 @@ impl Recorder {
     ) -> Result<(), RecordError> {
         let mut rest = batch.records();
         let mut left = batch.len();
-        if left == 0 {
-            return Ok(());
+        if left < format::MIN_BATCH {
+            return self.write_as_frames(batch, rest, left, sender);
         }
         let size = format::batch_size(rest.len());
         if size <= self.room() {
@@ -260,11 +264,14 @@ impl Recorder {
             return Ok(());
         }
         while left > 0 {
+            if left < format::MIN_BATCH {
+                return self.write_as_frames(batch, rest, left, sender);
+            }
             let room = self.room().saturating_sub(format::BATCH_HEAD);
             let mut part = format::split_records(rest, left, room.min(format::MAX_BATCH_RECORDS));
-            if part.count == 0 {
-                // Not even one frame fits the rest of this block: pad it; the part
-                // starts the next block.
+            if part.count < format::MIN_BATCH {
+                // Too few frames fit the rest of this block to be worth a batch record:
+                // pad it; the part starts the next block.
                 part = format::split_records(rest, left, format::MAX_BATCH_RECORDS);
                 if part.count == 0 {
                     // Cannot happen for a checked batch (a record is at most 76 bytes).
@@ -278,6 +285,24 @@ impl Recorder {
             self.put_batch(batch, ch, snd, these, part.count, max_ts);
             rest = later;
             left -= part.count;
+        }
+        Ok(())
+    }
+
+    /// Writes `count` records of `batch` (`records`) as frame records.
+    #[cold]
+    fn write_as_frames(
+        &mut self,
+        batch: &FrameBatch<'_>,
+        records: &[u8],
+        count: usize,
+        sender: &SenderAddr,
+    ) -> Result<(), RecordError> {
+        // `records` are records of a checked batch: the walk yields no error.
+        for r in BatchRecords::new(records, count as u16).flatten() {
+            let mut f = r.to_frame(batch.base_ts(), batch.channel());
+            f.sender = *sender;
+            self.write_frame(&f)?;
         }
         Ok(())
     }
