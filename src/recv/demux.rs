@@ -233,7 +233,7 @@ mod tests {
 
     fn frames_datagram(buf: &mut [u8], seq: u64) -> usize {
         let mut enc = Encoder::new(77, 1400);
-        enc.begin(buf, seq, Channel::NONE, 1);
+        enc.begin(buf, seq, Channel::NONE, 0);
         assert!(enc.push(buf, &"123#11".parse().unwrap()));
         enc.finish(buf)
     }
