@@ -359,7 +359,7 @@ fn vm_scenarios() {
         assert_eq!(frames(&d.join("after.log")).len(), 0);
         let rec = json(&d.join("rec.json"));
         assert_eq!(
-            u(&rec, &["decode_errors"]),
+            u(&rec, &["decode_errors_total"]),
             0,
             "announcements are no errors: {rec}"
         );
@@ -410,6 +410,8 @@ fn vm_scenarios() {
             "{}",
             read(&d.join("dump.err"))
         );
+        let reference = frames(&d.join("candump.log"));
+        assert_eq!(reference.len(), 3, "candump saw {reference:?}");
         let text = read(&d.join("dump.out"));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 5, "{text}");

@@ -198,13 +198,21 @@ kill $c; wait $c 2>/dev/null
 
 # 9. dump --can --dbc: signals decoded as for the group.
 d=$OUT/s9; mkdir -p "$d"
+candump -L vcan0 >"$d/candump.log" &
+c=$!
 $B dump --can vcan0 -n 3 --dbc "$(dirname "$0")/../data/views.dbc" >"$d/dump.out" 2>"$d/dump.err" &
 p=$!
-settle 1
+settle 2
 cansend vcan0 100#3412F60FA0000C00
 cansend vcan0 7FF#01
 cansend vcan0 18FEF100#0202000102000000
+# A dump that missed a frame would wait for ever: the check then shows what it printed.
+(sleep 30; kill -TERM $p 2>/dev/null) &
+w=$!
 wait $p
 echo $? >"$d/dump.rc"
+kill $w 2>/dev/null
+kill $c; wait $c 2>/dev/null
+ps >"$d/ps.txt"
 
 echo done >"$OUT/done"
