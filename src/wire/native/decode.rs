@@ -216,7 +216,11 @@ mod tests {
         // Kind 4 (bridge announcement) is known: a frames header is too short for it.
         let mut d = good.clone();
         d[3] = 4;
-        assert_eq!(err(&d), DecodeError::BadLength, "kind 4 with a 56-byte header");
+        assert_eq!(
+            err(&d),
+            DecodeError::BadLength,
+            "kind 4 with a 56-byte header"
+        );
         let mut d = good.clone();
         set_u16(&mut d, 4, 55);
         assert_eq!(err(&d), DecodeError::BadLength, "header_len too small");
