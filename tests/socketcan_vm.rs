@@ -303,6 +303,134 @@ fn vm_scenarios() {
             assert!(err.contains(needle), "{name}: {err:?}");
         }
     });
+    check("s7 two bridges on one bus: one forwards", &|o| {
+        let d = o.join("s7");
+        assert_eq!(read(&d.join("cangen.rc")).trim(), "0");
+        assert_eq!(
+            read(&d.join("send.rc")).trim(),
+            "0",
+            "{}",
+            read(&d.join("send.err"))
+        );
+        let bus = frames(&d.join("vcan0.log"));
+        let group = frames(&d.join("group.log"));
+        let sent: Vec<CanFrame> = ["321#01", "322#0202", "1ABCDEF0#03", "7FF#R", "100##1AABB"]
+            .iter()
+            .map(|t| t.parse().unwrap())
+            .collect();
+        // Every frame once on the bus (100 from cangen, the 5 from the group written by
+        // one bridge) and once on the group (the 100 sent by one bridge, the 5 sent).
+        assert_eq!(bus.len(), 105, "vcan0: {} frames", bus.len());
+        assert_eq!(group.len(), 105, "group: {} frames", group.len());
+        let s = sorted(contents(&bus));
+        assert_eq!(s, sorted(contents(&group)));
+        let mut dedup = s.clone();
+        dedup.dedup();
+        assert_eq!(dedup.len(), 105, "duplicate frames");
+        let on_bus: Vec<CanFrame> = contents(&bus)
+            .into_iter()
+            .filter(|f| sent.contains(f))
+            .collect();
+        assert_eq!(
+            on_bus,
+            contents(&sent),
+            "the group's frames on the bus, in order"
+        );
+        let a = json(&d.join("bridgeA.json"));
+        let b = json(&d.join("bridgeB.json"));
+        assert_eq!(a["bus"]["state"], "active", "{a}");
+        assert_eq!(b["bus"]["state"], "standby", "{b}");
+        assert_eq!(u(&a, &["bus", "takeovers"]), 1, "{a}");
+        assert_eq!(u(&b, &["bus", "takeovers"]), 0, "{b}");
+        assert_eq!(u(&a, &["to_group", "frames"]), 100, "{a}");
+        assert_eq!(u(&a, &["to_can", "frames"]), 5, "{a}");
+        assert_eq!(u(&a, &["to_group", "standby"]), 0, "{a}");
+        assert_eq!(u(&b, &["to_group", "frames"]), 0, "{b}");
+        assert_eq!(u(&b, &["to_can", "frames"]), 0, "{b}");
+        // The standby saw everything and counted it: the bus's 105 frames, the group's.
+        assert_eq!(u(&b, &["to_group", "standby"]), 105, "{b}");
+        assert_eq!(u(&b, &["to_can", "standby"]), 105, "{b}");
+        for v in [&a, &b] {
+            assert_eq!(u(v, &["to_can", "decode_errors"]), 0, "{v}");
+        }
+        // Nothing circulates once traffic stops.
+        let after = json(&d.join("after.json"));
+        assert_eq!(u(&after, &["frames"]), 0, "{after}");
+        assert_eq!(frames(&d.join("after.log")).len(), 0);
+        let rec = json(&d.join("rec.json"));
+        assert_eq!(
+            u(&rec, &["decode_errors_total"]),
+            0,
+            "announcements are no errors: {rec}"
+        );
+    });
+    check("s8 failover: the standby takes over", &|o| {
+        let d = o.join("s8");
+        assert_eq!(
+            read(&d.join("send.rc")).trim(),
+            "0",
+            "{}",
+            read(&d.join("send.err"))
+        );
+        let bus = frames(&d.join("vcan0.log"));
+        let group = frames(&d.join("group.log"));
+        assert_eq!(
+            bus.len(),
+            62,
+            "vcan0: {} frames (30 + 30 + 2 from the group)",
+            bus.len()
+        );
+        assert_eq!(group.len(), 62, "group: {} frames", group.len());
+        let s = sorted(contents(&bus));
+        assert_eq!(s, sorted(contents(&group)));
+        let mut dedup = s.clone();
+        dedup.dedup();
+        assert_eq!(dedup.len(), 62, "duplicate frames");
+        let b = json(&d.join("bridgeB.json"));
+        assert_eq!(b["bus"]["state"], "active", "{b}");
+        assert_eq!(u(&b, &["bus", "takeovers"]), 1, "{b}");
+        assert_eq!(u(&b, &["to_group", "frames"]), 30, "{b}");
+        assert_eq!(u(&b, &["to_can", "frames"]), 2, "{b}");
+        let gap = b["bus"]["last_takeover_gap_ms"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no takeover gap: {b}"));
+        // Documented: 3 periods (300 ms) of silence, then the next tick; the guest's
+        // emulated clock is slow and noisy, hence the margin.
+        assert!(
+            (300.0..1000.0).contains(&gap),
+            "took over {gap} ms after the last announcement"
+        );
+        eprintln!("s8: the standby took over {gap:.0} ms after the active one's last announcement");
+    });
+    check("s9 dump --can --dbc", &|o| {
+        let d = o.join("s9");
+        assert_eq!(
+            read(&d.join("dump.rc")).trim(),
+            "0",
+            "{}",
+            read(&d.join("dump.err"))
+        );
+        let reference = frames(&d.join("candump.log"));
+        assert_eq!(reference.len(), 3, "candump saw {reference:?}");
+        let text = read(&d.join("dump.out"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(
+            lines[0].contains("vcan0") && lines[0].contains("34 12 F6 0F A0 00 0C 00"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[1],
+            "  EngineData: Speed=46.6 km/h, CoolantTemp=-45 degC, Rpm=1000 rpm, Torque=-4.9 Nm, \
+             Gear=3 (Drive), Flag=0, Odd=7"
+        );
+        assert!(lines[2].contains("7FF"), "{text}");
+        assert!(lines[3].contains("18FEF100"), "{text}");
+        assert_eq!(
+            lines[4],
+            "  Diag: Service=2 (Counter), Mode=2 (Run), Count=258"
+        );
+    });
     assert!(
         failures.is_empty(),
         "failed scenarios: {failures:?} (details above; files in {})",
@@ -431,6 +559,69 @@ fn inguest_no_allocation_per_frame() {
         "{during} allocations for 5 000 frames each way through the bridge"
     );
     eprintln!("bridge: 0 allocations over 5 000 frames each way: {stats:?}");
+
+    // Two bridges on one bus (vcan0, a bus name): the active one forwards, the standby
+    // counts; their announcers and elections allocate nothing either.
+    use canmc::wire::native::{AnnounceState, BusName};
+    let mut cfg = BridgeConfig::new("vcan0", group.clone());
+    cfg.bus = Some(BusName::new("alloc").unwrap());
+    let wait_state = |b: &Bridge, want: AnnounceState| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while b.ha().unwrap().state != want
+            || (want == AnnounceState::Standby && b.ha().unwrap().peers == 0)
+        {
+            assert!(Instant::now() < deadline, "never {want:?}: {:?}", b.ha());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let active = Bridge::start(&cfg).unwrap();
+    wait_state(&active, AnnounceState::Active);
+    let standby = Bridge::start(&cfg).unwrap();
+    wait_state(&standby, AnnounceState::Standby);
+    let mut bus0 = CanSender::new(CanSocket::open("vcan0", &tx_cfg).unwrap(), 64).unwrap();
+    feed(&mut net, &mut bus0, 512);
+    wait_for(&active, 512);
+    let before = all_allocs();
+    feed(&mut net, &mut bus0, 5_000);
+    wait_for(&active, 5_512);
+    let during = all_allocs() - before;
+    assert_eq!(active.ha().unwrap().state, AnnounceState::Active);
+    let (sa, sb) = (active.join().unwrap(), standby.join().unwrap());
+    assert_eq!(
+        (sb.to_group, sb.to_can),
+        (0, 0),
+        "the standby forwarded: {sb:?}"
+    );
+    assert!(
+        sb.to_group_standby >= 5_512 && sb.to_can_standby >= 5_512,
+        "{sb:?}"
+    );
+    assert_eq!(
+        during, 0,
+        "{during} allocations for 5 000 frames each way through two bridges on one bus"
+    );
+    eprintln!("two bridges on one bus: 0 allocations over 5 000 frames each way: {sa:?} {sb:?}");
+}
+
+/// A DBC file that cannot be read is a usage error (exit 2) that names `--dbc`, before
+/// any interface is opened: the same on this host (no CAN) as on one with CAN.
+#[test]
+fn dump_can_with_a_bad_dbc_says_so() {
+    let bad = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("bad-dump-can.dbc");
+    std::fs::write(&bad, "BO_ not a dbc").unwrap();
+    for (dbc, says) in [
+        (bad.to_str().unwrap(), "not a valid DBC"),
+        ("/nonexistent/canmc.dbc", "--dbc /nonexistent/canmc.dbc"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_canmc"))
+            .args(["dump", "--can", "vcan0", "-n", "1", "--dbc", dbc])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{dbc}: {err}");
+        assert!(err.contains(says), "{dbc}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+    }
 }
 
 /// On a kernel without CAN (this host), one clear line and a non-zero exit; on a kernel

@@ -7,24 +7,31 @@
 //! engine's receive thread (group → bus: [`Engine`] → inline consumer → [`CanSender`]).
 //! Both write to one socket (a duplicated descriptor), which is what makes the kernel
 //! flag the bridge's writes as its own on the receiving side.
+//!
+//! With a bus name ([`BridgeConfig::bus`]) a third thread, `canmc-bridge-ha`, announces
+//! the bridge on the group every [`BridgeConfig::announce_period`] and runs the
+//! [`Election`] with what the engine hands it ([`InlineConsumer::on_announce`]): bridges
+//! on the same bus forward only while elected active, so two of them on one bus neither
+//! loop nor double frames (docs/socketcan.md).
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::election::{Election, Rank};
 use super::rx::CanReceiver;
 use super::socket::{CanSocket, CanSocketConfig, CAN_ERR_MASK};
 use super::tx::CanSender;
 use super::CanIfError;
 use crate::engine::{Engine, EngineConfig, Event, InlineConsumer, InlineEngine, Stats};
 use crate::filter::FilterSet;
-use crate::frame::Channel;
+use crate::frame::{Channel, SenderAddr};
 use crate::recv::{open_source, IoMode, RecvConfig};
 use crate::send::FrameSender;
 use crate::socket::{McastConfig, RecvSocket, SendSocket};
-use crate::wire::native::AuthKey;
+use crate::wire::native::{self, AnnounceState, Announcement, AuthKey, BusName};
 use crate::wire::WireFormat;
 
 /// Which ways a bridge carries frames.
@@ -69,6 +76,15 @@ pub struct BridgeConfig {
     pub gro: bool,
     /// Receive buffer of the CAN socket.
     pub can_rcvbuf: usize,
+    /// The physical bus this bridge is on (`--bus`): bridges with the same name share a
+    /// bus and elect one active forwarder. `None`: this bridge is the bus's only one and
+    /// always forwards.
+    pub bus: Option<BusName>,
+    /// Election priority on the bus, lower preferred (`--priority`).
+    pub priority: u8,
+    /// How often the bridge announces itself when it has a bus name (peers declare it
+    /// gone after [`election::MISSES`](super::election::MISSES) periods of silence).
+    pub announce_period: Duration,
 }
 
 impl BridgeConfig {
@@ -89,6 +105,9 @@ impl BridgeConfig {
             io: IoMode::Auto,
             gro: true,
             can_rcvbuf: 8 << 20,
+            bus: None,
+            priority: 100,
+            announce_period: Duration::from_millis(100),
         }
     }
 }
@@ -103,6 +122,7 @@ struct ToGroupCounters {
     kernel_drops: AtomicU64,
     datagrams: AtomicU64,
     rejected: AtomicU64,
+    standby: AtomicU64,
 }
 
 /// Counters of the group → bus direction (besides the engine's).
@@ -113,6 +133,7 @@ struct ToCanCounters {
     error_frames: AtomicU64,
     rejected: AtomicU64,
     dropped: AtomicU64,
+    standby: AtomicU64,
 }
 
 /// What the bridge did, per direction.
@@ -132,6 +153,9 @@ pub struct BridgeStats {
     pub datagrams_sent: u64,
     /// Bus → group: frames refused by the wire encoder.
     pub to_group_rejected: u64,
+    /// Bus → group: frames not forwarded because another bridge on the bus is active
+    /// (or this one is still listening): `--bus` only.
+    pub to_group_standby: u64,
     /// Group → bus: the engine's counters (datagrams, frames, decode errors, the
     /// bridge's own datagrams in `filtered`, kernel drops on the UDP socket).
     pub group: Stats,
@@ -146,6 +170,72 @@ pub struct BridgeStats {
     pub to_can_rejected: u64,
     /// Group → bus: frames given up on (transmit queue full too long, interface failed).
     pub to_can_dropped: u64,
+    /// Group → bus: frames not written because another bridge on the bus is active (or
+    /// this one is still listening): `--bus` only.
+    pub to_can_standby: u64,
+}
+
+/// Where a bridge with a bus name stands in its bus's election.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HaStatus {
+    /// The bus name.
+    pub bus: BusName,
+    /// Listening, standby or active, now.
+    pub state: AnnounceState,
+    /// This bridge's id in its announcements.
+    pub id: u32,
+    /// Other bridges on the bus heard within the last 3 periods.
+    pub peers: usize,
+    /// Times this bridge became active.
+    pub takeovers: u64,
+    /// Times it stepped down for a better-ranked peer.
+    pub stepdowns: u64,
+    /// For the last takeover after an active peer fell silent or stepped down: ms from
+    /// that peer's last announcement to the takeover.
+    pub last_takeover_gap_ms: Option<f64>,
+    /// Announcements sent.
+    pub announcements: u64,
+    /// Announcements from bridges on other buses of the group.
+    pub other_buses: u64,
+}
+
+/// The election of a bridge with a bus name, shared by its threads. The data paths only
+/// read `active`; the lock is taken by the announcer's ticks and by announcements
+/// arriving (a few per period), never per frame.
+struct Ha {
+    active: AtomicBool,
+    election: Mutex<Election>,
+    /// A state change in `on_announce`: the announcer tells the others at once.
+    changed: AtomicBool,
+    clock: Instant,
+    id: u32,
+    announcements: AtomicU64,
+}
+
+impl Ha {
+    fn now(&self) -> u64 {
+        self.clock.elapsed().as_nanos() as u64
+    }
+
+    /// Publishes a state change to the data paths.
+    fn apply(&self, e: &Election) {
+        self.active.store(e.is_active(), Ordering::SeqCst);
+    }
+
+    fn status(&self) -> HaStatus {
+        let e = self.election.lock().unwrap_or_else(|p| p.into_inner());
+        HaStatus {
+            bus: e.bus(),
+            state: e.state(),
+            id: self.id,
+            peers: e.live_peers(self.now()),
+            takeovers: e.takeovers(),
+            stepdowns: e.stepdowns(),
+            last_takeover_gap_ms: e.last_takeover_gap_ns().map(|n| n as f64 / 1e6),
+            announcements: self.announcements.load(Ordering::Relaxed),
+            other_buses: e.other_buses(),
+        }
+    }
 }
 
 /// A running bridge. [`stop`](Bridge::stop) it, then [`join`](Bridge::join) for the
@@ -158,6 +248,8 @@ pub struct Bridge {
     to_group: Arc<ToGroupCounters>,
     to_can: Arc<ToCanCounters>,
     io_note: Option<String>,
+    ha: Option<Arc<Ha>>,
+    ha_thread: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -224,6 +316,36 @@ impl Bridge {
         // Bus → group. The send socket's address is also what the engine drops as ours.
         let send_sock = SendSocket::open(&cfg.group).map_err(group_err)?;
         let own_addr = send_sock.local_addr();
+        // The election, announced from the same address (so the engine drops our own
+        // announcements with our own datagrams).
+        let mut ha = None;
+        let mut ha_job = None;
+        if let Some(bus) = cfg.bus {
+            let id = native::random_sender_id();
+            let clock = Instant::now();
+            let me = Rank {
+                priority: cfg.priority,
+                start_ns: now_ns(),
+                id,
+            };
+            let period = cfg.announce_period.max(Duration::from_millis(1));
+            let h = Arc::new(Ha {
+                active: AtomicBool::new(false),
+                election: Mutex::new(Election::new(bus, me, period.as_nanos() as u64, 0)),
+                changed: AtomicBool::new(true),
+                clock,
+                id,
+                announcements: AtomicU64::new(0),
+            });
+            ha_job = Some(Announcer {
+                ha: Arc::clone(&h),
+                sock: send_sock.try_clone_udp().map_err(group_err)?,
+                key: cfg.auth_key,
+                period,
+                stop: Arc::clone(&stop),
+            });
+            ha = Some(h);
+        }
         let mut can_thread = None;
         let writer = if to_can_on {
             Some(can.try_clone().map_err(BridgeError::Can)?)
@@ -244,6 +366,7 @@ impl Bridge {
                 channel,
                 counters: Arc::clone(&to_group),
                 stop: Arc::clone(&stop),
+                ha: ha.clone(),
             };
             can_thread = Some(
                 thread::Builder::new()
@@ -253,11 +376,12 @@ impl Bridge {
             );
         }
 
-        // Group → bus.
+        // Group → bus (and, with a bus name, the announcements of the other bridges,
+        // which come the same way, whatever the direction).
         let mut engine = None;
         let mut engine_counters = None;
         let mut io_note = None;
-        if let Some(writer) = writer {
+        if writer.is_some() || ha.is_some() {
             let rsock = RecvSocket::open(&cfg.group).map_err(group_err)?;
             let rcfg = RecvConfig {
                 gro: cfg.gro,
@@ -271,14 +395,28 @@ impl Bridge {
                 auth_key: cfg.auth_key,
                 ..EngineConfig::default()
             };
+            let tx = match writer {
+                Some(w) => Some(CanSender::new(w, cfg.batch).map_err(group_err)?),
+                None => None,
+            };
             let consumer = ToCan {
-                tx: CanSender::new(writer, cfg.batch).map_err(group_err)?,
+                tx,
                 filters: cfg.filters.clone(),
                 counters: Arc::clone(&to_can),
+                ha: ha.clone(),
             };
             let e = Engine::start_inline(source, ecfg, consumer).map_err(group_err)?;
             engine_counters = Some(e.engine().counters());
             engine = Some(e);
+        }
+        let mut ha_thread = None;
+        if let Some(job) = ha_job {
+            ha_thread = Some(
+                thread::Builder::new()
+                    .name("canmc-bridge-ha".into())
+                    .spawn(move || job.run())
+                    .map_err(group_err)?,
+            );
         }
         Ok(Bridge {
             stop,
@@ -288,6 +426,8 @@ impl Bridge {
             to_group,
             to_can,
             io_note,
+            ha,
+            ha_thread,
         })
     }
 
@@ -315,6 +455,7 @@ impl Bridge {
             can_kernel_drops: ld(&g.kernel_drops),
             datagrams_sent: ld(&g.datagrams),
             to_group_rejected: ld(&g.rejected),
+            to_group_standby: ld(&g.standby),
             group: self
                 .engine_counters
                 .as_ref()
@@ -325,7 +466,13 @@ impl Bridge {
             to_can_error_frames: ld(&c.error_frames),
             to_can_rejected: ld(&c.rejected),
             to_can_dropped: ld(&c.dropped),
+            to_can_standby: ld(&c.standby),
         }
+    }
+
+    /// Where the bridge stands in its bus's election (`None` without a bus name).
+    pub fn ha(&self) -> Option<HaStatus> {
+        self.ha.as_ref().map(|h| h.status())
     }
 
     /// True when a direction's thread has ended (an error, or after [`stop`]).
@@ -334,6 +481,7 @@ impl Bridge {
     pub fn is_finished(&self) -> bool {
         self.can_thread.as_ref().is_some_and(|t| t.is_finished())
             || self.engine.as_ref().is_some_and(|e| e.is_finished())
+            || self.ha_thread.as_ref().is_some_and(|t| t.is_finished())
     }
 
     /// Asks both directions to stop (within ~100 ms).
@@ -359,7 +507,7 @@ impl Bridge {
         if let Some(e) = self.engine.take() {
             let (res, consumer) = e.join();
             if let Some(mut c) = consumer {
-                let r = c.tx.flush();
+                let r = c.tx.as_mut().map_or(Ok(()), |tx| tx.flush());
                 c.publish();
                 if let (Err(e), None) = (r, &first_err) {
                     first_err = Some(e);
@@ -367,6 +515,15 @@ impl Bridge {
             }
             if let (Err(e), None) = (res, &first_err) {
                 first_err = Some(e);
+            }
+        }
+        if let Some(t) = self.ha_thread.take() {
+            match t.join() {
+                Ok(Err(e)) if first_err.is_none() => first_err = Some(e),
+                Err(_) if first_err.is_none() => {
+                    first_err = Some(io::Error::other("the announcement thread panicked"))
+                }
+                _ => {}
             }
         }
         match first_err {
@@ -385,6 +542,13 @@ struct ToGroup {
     channel: Channel,
     counters: Arc<ToGroupCounters>,
     stop: Arc<AtomicBool>,
+    ha: Option<Arc<Ha>>,
+}
+
+/// Whether a bridge forwards now: always without a bus name, else while elected.
+#[inline]
+fn forwarding(ha: &Option<Arc<Ha>>) -> bool {
+    ha.as_ref().is_none_or(|h| h.active.load(Ordering::Relaxed))
 }
 
 impl ToGroup {
@@ -392,9 +556,11 @@ impl ToGroup {
         let mut received = 0u64;
         let mut own = 0u64;
         let mut filtered = 0u64;
+        let mut standby = 0u64;
         let mut drops = 0u32;
         let mut send_err = None;
         while !self.stop.load(Ordering::Relaxed) {
+            let ha = &self.ha;
             let tx = &mut self.tx;
             let filters = &self.filters;
             let channel = self.channel;
@@ -410,6 +576,10 @@ impl ToGroup {
                 drops = drops.max(meta.kernel_drops);
                 if meta.own {
                     own += 1;
+                    return;
+                }
+                if !forwarding(ha) {
+                    standby += 1;
                     return;
                 }
                 if (frame.is_error() && !error_frames) || !filters.matches(frame) {
@@ -434,6 +604,7 @@ impl ToGroup {
             c.received.store(received, Ordering::Relaxed);
             c.own.store(own, Ordering::Relaxed);
             c.filtered.store(filtered, Ordering::Relaxed);
+            c.standby.store(standby, Ordering::Relaxed);
             c.kernel_drops.store(drops as u64, Ordering::Relaxed);
             c.forwarded.store(tx.frames(), Ordering::Relaxed);
             c.datagrams.store(tx.datagrams_sent(), Ordering::Relaxed);
@@ -446,11 +617,14 @@ impl ToGroup {
             let channel = self.channel;
             let filters = &self.filters;
             let error_frames = self.error_frames;
+            let ha = &self.ha;
             let n = self.rx.recv_batch(&mut |frame, meta| {
                 received += 1;
                 drops = drops.max(meta.kernel_drops);
                 if meta.own {
                     own += 1;
+                } else if !forwarding(ha) {
+                    standby += 1;
                 } else if (frame.is_error() && !error_frames) || !filters.matches(frame) {
                     filtered += 1;
                 } else {
@@ -472,6 +646,7 @@ impl ToGroup {
         let c = &self.counters;
         c.own.store(own, Ordering::Relaxed);
         c.filtered.store(filtered, Ordering::Relaxed);
+        c.standby.store(standby, Ordering::Relaxed);
         c.rejected.store(self.tx.rejected(), Ordering::Relaxed);
         if let Ok(d) = self.rx.socket().drops() {
             drops = drops.max(d);
@@ -488,17 +663,23 @@ impl ToGroup {
 
 /// Group → bus, on the engine's receive thread.
 struct ToCan {
-    tx: CanSender,
+    /// `None` for a bridge that runs the engine only for announcements (`--direction
+    /// to-group` with a bus name).
+    tx: Option<CanSender>,
     filters: FilterSet,
     counters: Arc<ToCanCounters>,
+    ha: Option<Arc<Ha>>,
 }
 
 impl ToCan {
     fn publish(&self) {
+        let Some(tx) = &self.tx else {
+            return;
+        };
         let c = &self.counters;
-        c.written.store(self.tx.sent(), Ordering::Relaxed);
-        c.rejected.store(self.tx.rejected(), Ordering::Relaxed);
-        c.dropped.store(self.tx.dropped(), Ordering::Relaxed);
+        c.written.store(tx.sent(), Ordering::Relaxed);
+        c.rejected.store(tx.rejected(), Ordering::Relaxed);
+        c.dropped.store(tx.dropped(), Ordering::Relaxed);
     }
 }
 
@@ -507,8 +688,15 @@ impl InlineConsumer for ToCan {
         let Event::Frame(frame) = event else {
             return true;
         };
+        let Some(tx) = &mut self.tx else {
+            return true;
+        };
         if frame.is_error() {
             self.counters.error_frames.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        if !forwarding(&self.ha) {
+            self.counters.standby.fetch_add(1, Ordering::Relaxed);
             return true;
         }
         if !self.filters.matches(frame) {
@@ -517,12 +705,71 @@ impl InlineConsumer for ToCan {
         }
         // An interface that fails (went down) ends the bridge; the error is kept in the
         // sender's dropped count and reported by `join` through the flush.
-        self.tx.push(frame).is_ok()
+        tx.push(frame).is_ok()
     }
 
     fn on_batch_end(&mut self) {
-        let _ = self.tx.flush();
+        if let Some(tx) = &mut self.tx {
+            let _ = tx.flush();
+        }
         self.publish();
+    }
+
+    fn on_announce(&mut self, a: &Announcement, _sender: &SenderAddr) {
+        let Some(ha) = &self.ha else {
+            return;
+        };
+        let now = ha.now();
+        let mut e = ha.election.lock().unwrap_or_else(|p| p.into_inner());
+        if e.observe(a, now).is_some() {
+            ha.apply(&e);
+            ha.changed.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The `canmc-bridge-ha` thread: ticks the election every few ms and announces the
+/// bridge every period, and at once when its state changed.
+struct Announcer {
+    ha: Arc<Ha>,
+    sock: std::net::UdpSocket,
+    key: Option<AuthKey>,
+    period: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+impl Announcer {
+    fn run(self) -> io::Result<()> {
+        let mut buf = [0u8; native::ANNOUNCE_LEN + native::TAG_LEN];
+        let mut seq = 0u64;
+        let mut next = Instant::now();
+        let tick = (self.period / 10).clamp(Duration::from_millis(1), Duration::from_millis(10));
+        while !self.stop.load(Ordering::Relaxed) {
+            let body = {
+                let mut e = self.ha.election.lock().unwrap_or_else(|p| p.into_inner());
+                if e.tick(self.ha.now()).is_some() {
+                    self.ha.apply(&e);
+                    self.ha.changed.store(true, Ordering::SeqCst);
+                }
+                e.announcement()
+            };
+            let now = Instant::now();
+            if self.ha.changed.swap(false, Ordering::SeqCst) || now >= next {
+                let mut n = native::encode_announce(&mut buf, self.ha.id, seq, &body);
+                if let Some(key) = &self.key {
+                    n = native::seal(&mut buf, n, key);
+                }
+                seq += 1;
+                // A lost announcement is what the 3-period timeout is for; a group that
+                // stays unusable shows in the other directions' errors.
+                if self.sock.send(&buf[..n]).is_ok() {
+                    self.ha.announcements.fetch_add(1, Ordering::Relaxed);
+                }
+                next = now + self.period;
+            }
+            thread::sleep(tick);
+        }
+        Ok(())
     }
 }
 
@@ -539,6 +786,8 @@ pub struct BridgeSummary {
     pub stats: BridgeStats,
     /// The group side received with UDP GRO.
     pub gro: bool,
+    /// The bus election at the end (`--bus` only).
+    pub ha: Option<HaStatus>,
 }
 
 impl BridgeSummary {
@@ -551,7 +800,7 @@ impl BridgeSummary {
             .map(|k| (k.name().to_string(), g.decode_error(*k).into()))
             .filter(|(_, v)| v != &serde_json::Value::from(0u64))
             .collect();
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "command": "bridge",
             "iface": self.iface,
             "wire": match self.wire { WireFormat::Pycan => "pycan", WireFormat::Native => "native" },
@@ -564,6 +813,7 @@ impl BridgeSummary {
                 "filtered": s.to_group_filtered,
                 "rejected": s.to_group_rejected,
                 "kernel_drops": s.can_kernel_drops,
+                "standby": s.to_group_standby,
             },
             "to_can": {
                 "datagrams": g.datagrams,
@@ -574,6 +824,7 @@ impl BridgeSummary {
                 "error_frames": s.to_can_error_frames,
                 "rejected": s.to_can_rejected,
                 "dropped": s.to_can_dropped,
+                "standby": s.to_can_standby,
                 "decode_errors": g.decode_errors_total(),
                 "decode_errors_by_kind": decode,
                 "kernel_drops": g.kernel_drops,
@@ -581,15 +832,31 @@ impl BridgeSummary {
                 "gro": self.gro,
                 "coalesced": g.coalesced,
             },
-        })
-        .to_string()
+        });
+        if let (Some(h), Some(o)) = (&self.ha, v.as_object_mut()) {
+            o.insert(
+                "bus".into(),
+                serde_json::json!({
+                    "name": h.bus.as_str(),
+                    "state": h.state.name(),
+                    "id": format!("{:08x}", h.id),
+                    "peers": h.peers,
+                    "takeovers": h.takeovers,
+                    "stepdowns": h.stepdowns,
+                    "last_takeover_gap_ms": h.last_takeover_gap_ms,
+                    "announcements": h.announcements,
+                    "other_buses": h.other_buses,
+                }),
+            );
+        }
+        v.to_string()
     }
 
     /// A few lines for people.
     pub fn to_text(&self) -> String {
         let s = &self.stats;
         let g = &s.group;
-        format!(
+        let mut text = format!(
             "canmc bridge {iface}: {secs:.3} s\n  \
              {iface} -> group: {tg} frames in {dg} datagrams ({rx} read, {own} own echoes, \
              {tf} filtered, {tr} rejected, {kd} kernel drops)\n  \
@@ -620,6 +887,26 @@ impl BridgeSummary {
             cd = s.to_can_dropped,
             de = g.decode_errors_total(),
             gk = g.kernel_drops,
-        )
+        );
+        if let Some(h) = &self.ha {
+            text.push_str(&format!(
+                "\n  bus {bus}: {state} at the end ({peers} other bridges heard, {to} takeovers, \
+                 {sd} step-downs{gap}); standby: {sg} frames not sent to the group, {sc} not \
+                 written to {iface}",
+                bus = h.bus,
+                state = h.state.name(),
+                peers = h.peers,
+                to = h.takeovers,
+                sd = h.stepdowns,
+                gap = h
+                    .last_takeover_gap_ms
+                    .map(|g| format!(", last takeover {g:.0} ms after the active one's last word"))
+                    .unwrap_or_default(),
+                sg = s.to_group_standby,
+                sc = s.to_can_standby,
+                iface = self.iface,
+            ));
+        }
+        text
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod bridge;
 pub mod capture;
+pub mod election;
 pub mod raw;
 pub mod rx;
 pub mod socket;

@@ -13,7 +13,7 @@ use crate::ping::Responder;
 use crate::recv::{DatagramSource, Decoded, Demux, RecvMeta};
 use crate::seq::SeqEvent;
 use crate::sys::now_ns;
-use crate::wire::native::FrameBatch;
+use crate::wire::native::{Announcement, FrameBatch};
 
 /// Where the frames and control events of [`Accounting::on_datagram`] go.
 pub(crate) trait Deliver {
@@ -30,6 +30,8 @@ pub(crate) trait Deliver {
     /// A native datagram from `sender`, checked whole (its frames already counted in
     /// `stats.frames`). Called only when [`Deliver::takes_batches`] says so.
     fn batch(&mut self, _batch: &FrameBatch<'_>, _sender: &SenderAddr, _stats: &mut Stats) {}
+    /// A bridge announcement (`canmc bridge --bus`); only a bridge wants it.
+    fn announce(&mut self, _announcement: &Announcement, _sender: &SenderAddr) {}
 }
 
 /// Why a datagram was not accepted (counted as `filtered`).
@@ -165,6 +167,9 @@ impl Accounting {
             Some(SeqEvent::Duplicate) => stats.duplicates += 1,
             Some(SeqEvent::First) => stats.senders += 1,
             _ => {}
+        }
+        if let Some(a) = &o.announce {
+            out.announce(a, &meta.sender);
         }
         if let (Some(probe), Some(responder)) = (o.probe, self.responder.as_mut()) {
             if responder.answer(&probe, meta.sender, stats.frames) {

@@ -82,7 +82,7 @@ use crate::ping::Responder;
 use crate::recv::Demux;
 use crate::recv::{DatagramSource, IoMode};
 use crate::ring::{self, Producer};
-use crate::wire::native::FrameBatch;
+use crate::wire::native::{Announcement, FrameBatch};
 use consumer::{SocketWake, Wake};
 use rx::{Outlets, Rx, Sink, RUN, STOP_DRAINED, STOP_NOW};
 
@@ -101,6 +101,10 @@ pub trait InlineConsumer: Send + 'static {
     /// Called after each batch of datagrams and when the socket is idle (a place to
     /// flush).
     fn on_batch_end(&mut self) {}
+
+    /// A bridge announcement from `sender` (after authentication). The default ignores
+    /// it: only a bridge on a named bus elects (`canif::election`).
+    fn on_announce(&mut self, _announcement: &Announcement, _sender: &SenderAddr) {}
 
     /// Whether native datagrams should come whole, through [`InlineConsumer::on_frames`],
     /// when every record in them is a valid frame. Asked once, at start.

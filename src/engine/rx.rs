@@ -15,7 +15,7 @@ use crate::event::Event;
 use crate::frame::{CanFrame, SenderAddr};
 use crate::recv::DatagramSource;
 use crate::ring::Producer;
-use crate::wire::native::FrameBatch;
+use crate::wire::native::{Announcement, FrameBatch};
 
 /// `Engine::stop` states: running, stop once the socket is empty, stop at once. A plain
 /// stop (and a consumer asking to stop) overrides a drain; a drain request or the stop
@@ -196,6 +196,12 @@ impl<C: InlineConsumer> Deliver for Outlets<C> {
             if !c.on_frames(batch, sender) {
                 self.stop.fetch_max(STOP_NOW, Ordering::Relaxed);
             }
+        }
+    }
+
+    fn announce(&mut self, a: &Announcement, sender: &SenderAddr) {
+        if let Some(c) = &mut self.inline {
+            c.on_announce(a, sender);
         }
     }
 

@@ -36,6 +36,9 @@ pub struct Demuxed {
     pub probe: Option<native::PingProbe>,
     /// A `ping` answer (of interest only to a prober).
     pub answer: bool,
+    /// A bridge announcement (of interest only to bridges on a named bus). Control
+    /// datagrams have their own counter: the sequence tracker never sees them.
+    pub announce: Option<native::Announcement>,
 }
 
 impl Demuxed {
@@ -165,6 +168,18 @@ impl Demux {
                     Err(e) => out.error = Some(e),
                 },
                 Ok((native::Kind::PingAnswer, _, _)) => out.answer = true,
+                Ok((native::Kind::BridgeAnnounce, _, _)) => {
+                    match native::decode_announce(datagram) {
+                        Ok((info, body)) => {
+                            out.announce = Some(native::Announcement {
+                                sender_id: info.sender_id,
+                                seq: info.seq,
+                                body,
+                            })
+                        }
+                        Err(e) => out.error = Some(e),
+                    }
+                }
                 Ok((native::Kind::Frames, sender_id, seq)) => {
                     let event = self.seq.observe(sender_id, seq);
                     out.seq = Some(event);
@@ -206,5 +221,88 @@ impl Demux {
             },
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Channel;
+    use crate::seq::SeqEvent;
+    use crate::wire::native::{AuthKey, Encoder, KEY_LEN};
+
+    fn frames_datagram(buf: &mut [u8], seq: u64) -> usize {
+        let mut enc = Encoder::new(77, 1400);
+        enc.begin(buf, seq, Channel::NONE, 0);
+        assert!(enc.push(buf, &"123#11".parse().unwrap()));
+        enc.finish(buf)
+    }
+
+    fn announce_datagram(buf: &mut [u8], sender_id: u32, seq: u64) -> usize {
+        let a = native::BridgeAnnounce {
+            bus: native::BusName::new("x").unwrap(),
+            start_ns: 5,
+            period_ms: 100,
+            priority: 0,
+            state: native::AnnounceState::Active,
+        };
+        native::encode_announce(buf, sender_id, seq, &a)
+    }
+
+    /// Announcements between a sender's frames datagrams leave its sequence accounting
+    /// alone (even one carrying the same sender id and a far-off counter) and are no
+    /// decode error; a kind this build does not know is counted as `UnknownType` and
+    /// skipped the same way.
+    #[test]
+    fn control_datagrams_do_not_disturb_sequence_accounting() {
+        let mut d = Demux::new();
+        let meta = RecvMeta::default();
+        let mut buf = [0u8; 1500];
+        let mut frames = 0;
+        let n = frames_datagram(&mut buf, 0);
+        assert_eq!(
+            d.decode(&buf[..n], &meta, |_| frames += 1).seq,
+            Some(SeqEvent::First)
+        );
+        let n = announce_datagram(&mut buf, 77, 5000);
+        let o = d.decode(&buf[..n], &meta, |_| frames += 1);
+        assert_eq!((o.error, o.seq, o.frames), (None, None, 0));
+        let a = o.announce.unwrap();
+        assert_eq!((a.sender_id, a.seq, a.body.bus.as_str()), (77, 5000, "x"));
+        // A future kind (9): counted, skipped.
+        buf[3] = 9;
+        let o = d.decode(&buf[..n], &meta, |_| frames += 1);
+        assert_eq!(
+            (o.error, o.seq, o.announce),
+            (Some(DecodeError::UnknownType), None, None)
+        );
+        let n = frames_datagram(&mut buf, 1);
+        assert_eq!(
+            d.decode(&buf[..n], &meta, |_| frames += 1).seq,
+            Some(SeqEvent::InOrder)
+        );
+        assert_eq!(frames, 2);
+        let t = d.seq().totals();
+        assert_eq!((t.lost, t.duplicates, t.restarts), (0, 0, 0), "{t:?}");
+    }
+
+    /// With a key, an unsealed announcement is refused (a forged one cannot sway an
+    /// election) and a sealed one is read.
+    #[test]
+    fn keyed_receivers_take_only_sealed_announcements() {
+        let key = AuthKey::from_bytes([3u8; KEY_LEN]);
+        let mut d = Demux::with_key(Some(key));
+        let meta = RecvMeta::default();
+        let mut buf = [0u8; 256];
+        let n = announce_datagram(&mut buf, 1, 1);
+        let o = d.decode(&buf[..n], &meta, |_| {});
+        assert_eq!((o.error, o.announce), (Some(DecodeError::BadAuth), None));
+        let n = native::seal(&mut buf, n, &key);
+        let o = d.decode(&buf[..n], &meta, |_| {});
+        assert_eq!(o.error, None);
+        assert!(o.announce.is_some());
+        // A reader without the key reads it too (the tag is not part of the body).
+        let o = Demux::new().decode(&buf[..n], &meta, |_| {});
+        assert_eq!(o.announce.unwrap().body.bus.as_str(), "x");
     }
 }

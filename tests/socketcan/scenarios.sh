@@ -149,4 +149,70 @@ busybox ip link add dev vcan9 type vcan
 $B dump --can nope0 -n 1 2>"$d/missing.err"; echo $? >"$d/missing.rc"
 $B dump --can vcan9 -n 1 2>"$d/down.err"; echo $? >"$d/down.rc"
 $B bridge lo $G --duration 1 2>"$d/notcan.err"; echo $? >"$d/notcan.rc"
+
+# 7. Two bridges on the same bus (vcan0, --bus body), one group: one forwards, the other
+# stands by; nothing doubled, nothing circulates.
+d=$OUT/s7; mkdir -p "$d"
+$B bridge vcan0 $G --bus body --json >"$d/bridgeA.json" 2>"$d/bridgeA.err" &
+a=$!
+ready 1; settle 1   # A is the older: it is elected
+$B bridge vcan0 $G --bus body --json >"$d/bridgeB.json" 2>"$d/bridgeB.err" &
+bb=$!
+$B record $G -o "$d/group.log" --json >"$d/rec.json" 2>"$d/rec.err" &
+r=$!
+candump -L vcan0 >"$d/vcan0.log" &
+c=$!
+ready 3; settle 1
+cangen vcan0 -I i -L 8 -D i -g 3 -n 100 2>"$d/cangen.err"
+echo $? >"$d/cangen.rc"
+$B send $G 321#01 322#0202 1ABCDEF0#03 7FF#R 100##1AABB 2>"$d/send.err"
+echo $? >"$d/send.rc"
+settle 2
+# Traffic has stopped: a frame still going round would reach this recorder.
+$B record $G -o "$d/after.log" --duration 1 --json >"$d/after.json" 2>"$d/after.err"
+stop $a $bb $r
+kill $c; wait $c 2>/dev/null
+
+# 8. Failover: the active bridge is killed (SIGKILL, no goodbye); the standby takes over.
+d=$OUT/s8; mkdir -p "$d"
+$B bridge vcan0 $G --bus body --json >"$d/bridgeA.json" 2>"$d/bridgeA.err" &
+a=$!
+ready 1; settle 1
+$B bridge vcan0 $G --bus body --json >"$d/bridgeB.json" 2>"$d/bridgeB.err" &
+bb=$!
+$B record $G -o "$d/group.log" --json >"$d/rec.json" 2>"$d/rec.err" &
+r=$!
+candump -L vcan0 >"$d/vcan0.log" &
+c=$!
+ready 3; settle 1
+cangen vcan0 -I i -L 8 -D i -g 3 -n 30 2>"$d/cangen1.err"
+settle 1
+kill -KILL $a; wait $a 2>/dev/null
+settle 2   # well past the takeover time (3 periods, 300 ms)
+cangen vcan0 -e -I i -L 4 -D i -g 3 -n 30 2>"$d/cangen2.err"
+$B send $G 555#55 556#5656 2>"$d/send.err"
+echo $? >"$d/send.rc"
+settle 2
+stop $bb $r
+kill $c; wait $c 2>/dev/null
+
+# 9. dump --can --dbc: signals decoded as for the group.
+d=$OUT/s9; mkdir -p "$d"
+candump -L vcan0 >"$d/candump.log" &
+c=$!
+$B dump --can vcan0 -n 3 --dbc "$(dirname "$0")/../data/views.dbc" >"$d/dump.out" 2>"$d/dump.err" &
+p=$!
+settle 2
+cansend vcan0 100#3412F60FA0000C00
+cansend vcan0 7FF#01
+cansend vcan0 18FEF100#0202000102000000
+# A dump that missed a frame would wait for ever: the check then shows what it printed.
+(sleep 30; kill -TERM $p 2>/dev/null) &
+w=$!
+wait $p
+echo $? >"$d/dump.rc"
+kill $w 2>/dev/null
+kill $c; wait $c 2>/dev/null
+ps >"$d/ps.txt"
+
 echo done >"$OUT/done"

@@ -33,6 +33,15 @@ pub(crate) struct BridgeArgs {
     /// Do not forward the bus's error frames to the group.
     #[arg(long)]
     pub(crate) no_error_frames: bool,
+    /// Name of the physical bus this interface is on. Bridges with the same name (on
+    /// this host or others, same group) elect one that forwards; the others stand by
+    /// and take over when it stops (docs/socketcan.md). Without it this bridge is the
+    /// bus's only one.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) bus: Option<String>,
+    /// With --bus: election priority, 0-255, lower preferred (ties: the oldest bridge).
+    #[arg(long, value_name = "N", default_value_t = 100, requires = "bus")]
+    pub(crate) priority: u8,
     /// Receive path on the group side.
     #[arg(long, value_enum, default_value = "auto")]
     pub(crate) io: IoArg,

@@ -30,6 +30,13 @@ pub(crate) fn run(a: BridgeArgs) -> Result<(), Failure> {
     cfg.auth_key = key;
     cfg.io = a.io.into();
     cfg.gro = !a.no_gro;
+    if let Some(name) = &a.bus {
+        cfg.bus = Some(
+            canmc::wire::native::BusName::new(name)
+                .map_err(|e| Failure::usage(format!("--bus: {e}")))?,
+        );
+        cfg.priority = a.priority;
+    }
     let bridge = Bridge::start(&cfg).map_err(|e| Failure::runtime(e.to_string()))?;
     if let Some(note) = bridge.io_note() {
         if !a.json {
@@ -43,6 +50,7 @@ pub(crate) fn run(a: BridgeArgs) -> Result<(), Failure> {
     }
     let elapsed = start.elapsed();
     let gro = bridge.gro();
+    let ha = bridge.ha();
     let stats = bridge
         .join()
         .map_err(|e| Failure::runtime(format!("bridge {} stopped: {e}", a.can)))?;
@@ -52,6 +60,7 @@ pub(crate) fn run(a: BridgeArgs) -> Result<(), Failure> {
         elapsed,
         stats,
         gro,
+        ha,
     };
     if a.json {
         println!("{}", sum.to_json());

@@ -12,6 +12,7 @@ use canmc::filter::FilterSet;
 use canmc::frame::Channel;
 use canmc::record::RecorderOptions;
 use canmc::summary::Summary;
+use canmc::view::dbc::Dbc;
 
 use crate::cli::{DumpArgs, RecordArgs, ReplayArgs};
 use crate::term::print_summary;
@@ -53,6 +54,11 @@ fn summary(command: &'static str, st: &canmc::canif::CaptureStats) -> Summary {
 }
 
 pub(crate) fn dump(a: DumpArgs, iface: &str) -> Result<(), Failure> {
+    // The DBC first: a bad file is a usage error whether or not the interface opens.
+    let dbc = match &a.dbc {
+        Some(p) => Some(Dbc::open(p).map_err(|e| Failure::usage(format!("--dbc {e}")))?),
+        None => None,
+    };
     let mut rx = receiver(iface)?;
     let opts = options(iface, &a.filters, a.recv.count, a.recv.duration);
     let stdout = io::stdout();
@@ -75,6 +81,9 @@ pub(crate) fn dump(a: DumpArgs, iface: &str) -> Result<(), Failure> {
                 write_log_line(frame, &mut line);
             } else {
                 screen.write_line(frame, &mut line);
+            }
+            if let Some(dbc) = &dbc {
+                dbc.describe(frame, &mut line);
             }
             match out.borrow_mut().write_all(&line) {
                 Ok(()) => true,

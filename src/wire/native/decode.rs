@@ -208,11 +208,19 @@ mod tests {
         let mut d = good.clone();
         d[2] = 2;
         assert_eq!(err(&d), DecodeError::UnknownVersion);
-        for k in [0u8, 4, 0xFF] {
+        for k in [0u8, 5, 0xFF] {
             let mut d = good.clone();
             d[3] = k;
             assert_eq!(err(&d), DecodeError::UnknownType, "kind {k}");
         }
+        // Kind 4 (bridge announcement) is known: a frames header is too short for it.
+        let mut d = good.clone();
+        d[3] = 4;
+        assert_eq!(
+            err(&d),
+            DecodeError::BadLength,
+            "kind 4 with a 56-byte header"
+        );
         let mut d = good.clone();
         set_u16(&mut d, 4, 55);
         assert_eq!(err(&d), DecodeError::BadLength, "header_len too small");

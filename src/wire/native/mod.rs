@@ -11,6 +11,7 @@
 //! frames   = CommonHeader · FramesHeader(32) · FrameRecord(12) + data (padded to 4)…
 //! probe    = CommonHeader · ProbeBody(16)
 //! answer   = CommonHeader · AnswerBody(104)
+//! announce = CommonHeader · AnnounceBody(48)
 //! ```
 //!
 //! One job per file:
@@ -22,9 +23,11 @@
 //! | `encode.rs` | [`Encoder`]: frames → one datagram in a caller's buffer; sender ids |
 //! | `auth.rs` | [`AuthKey`], [`seal`] / [`verify`] (BLAKE3 keyed tag), key files |
 //! | `ping.rs` | the probe and answer messages ([`PingProbe`], [`PingAnswer`]) |
+//! | `announce.rs` | the bridge announcement ([`BridgeAnnounce`]) bridges on one bus elect by |
 //! | `batcher.rs` | [`NativeBatcher`]: when a datagram leaves (idle, full, linger) |
 //! | `batch.rs` | [`FrameBatch`]: a frames datagram checked whole, its records in place |
 
+mod announce;
 mod auth;
 mod batch;
 mod batcher;
@@ -32,6 +35,10 @@ mod decode;
 mod encode;
 mod ping;
 
+pub use announce::{
+    decode_announce, encode_announce, AnnounceState, Announcement, BridgeAnnounce, BusName,
+    BUS_NAME_MAX,
+};
 pub use auth::{parse_key, read_key_file, seal, verify, AuthKey, KeyError, KeyFileError};
 pub use batch::{BatchRecords, FrameBatch, RecordRef};
 pub use batcher::NativeBatcher;
@@ -78,6 +85,8 @@ pub const MIN_MAX_DATAGRAM: usize = FRAMES_HEADER_LEN + MAX_RECORD_LEN;
 pub const PROBE_LEN: usize = COMMON_HEADER_LEN + 16;
 /// Length of an answer datagram.
 pub const ANSWER_LEN: usize = COMMON_HEADER_LEN + 104;
+/// Length of a bridge announcement datagram.
+pub const ANNOUNCE_LEN: usize = COMMON_HEADER_LEN + 48;
 /// Most host-name bytes an answer carries.
 pub const HOST_MAX: usize = 64;
 
@@ -95,6 +104,7 @@ pub(crate) const RECORD_CAN: u8 = 0;
 const KIND_FRAMES: u8 = 1;
 const KIND_PROBE: u8 = 2;
 const KIND_ANSWER: u8 = 3;
+const KIND_ANNOUNCE: u8 = 4;
 
 /// What a datagram carries (byte 3 of the common header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +115,8 @@ pub enum Kind {
     PingProbe,
     /// An answer to a probe.
     PingAnswer,
+    /// A bridge saying which bus it serves and whether it forwards (`canmc bridge --bus`).
+    BridgeAnnounce,
 }
 
 impl Kind {
@@ -114,6 +126,7 @@ impl Kind {
             Kind::Frames => KIND_FRAMES,
             Kind::PingProbe => KIND_PROBE,
             Kind::PingAnswer => KIND_ANSWER,
+            Kind::BridgeAnnounce => KIND_ANNOUNCE,
         }
     }
 
@@ -122,6 +135,7 @@ impl Kind {
             KIND_FRAMES => Some(Kind::Frames),
             KIND_PROBE => Some(Kind::PingProbe),
             KIND_ANSWER => Some(Kind::PingAnswer),
+            KIND_ANNOUNCE => Some(Kind::BridgeAnnounce),
             _ => None,
         }
     }
@@ -131,6 +145,7 @@ impl Kind {
             Kind::Frames => FRAMES_HEADER_LEN,
             Kind::PingProbe => PROBE_LEN,
             Kind::PingAnswer => ANSWER_LEN,
+            Kind::BridgeAnnounce => ANNOUNCE_LEN,
         }
     }
 }
@@ -220,6 +235,8 @@ const _: () = assert!(std::mem::size_of::<FramesHeader>() == FRAMES_HEADER_LEN -
 const _: () = assert!(std::mem::size_of::<FrameRecord>() == RECORD_HEADER_LEN);
 const _: () = assert!(std::mem::size_of::<ProbeBody>() == PROBE_LEN - COMMON_HEADER_LEN);
 const _: () = assert!(std::mem::size_of::<AnswerBody>() == ANSWER_LEN - COMMON_HEADER_LEN);
+const _: () =
+    assert!(std::mem::size_of::<announce::AnnounceBody>() == ANNOUNCE_LEN - COMMON_HEADER_LEN);
 
 /// What [`decode`] learned about a datagram whose header was valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

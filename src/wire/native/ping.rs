@@ -226,7 +226,7 @@ pub fn decode_answer(datagram: &[u8]) -> Result<(DatagramInfo, PingAnswer), Deco
     ))
 }
 
-fn control_info(h: &CommonHeader, kind: Kind) -> DatagramInfo {
+pub(super) fn control_info(h: &CommonHeader, kind: Kind) -> DatagramInfo {
     DatagramInfo {
         sender_id: h.sender_id.get(),
         seq: h.seq.get(),
