@@ -2,7 +2,6 @@
 //! `Wake` the receive thread uses to unpark a sleeping consumer; [`consumer_for`],
 //! the ID-to-consumer hash of [`Dispatch::ById`](super::Dispatch::ById).
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, Thread, ThreadId};
@@ -27,103 +26,19 @@ pub fn consumer_for(id: u32, extended: bool, consumers: usize) -> usize {
 }
 
 /// Where a consumer thread sleeps, so the receive thread can wake it.
-///
-/// Two ways to sleep. Parked (`thread::park`), the consumer is woken by the receive
-/// thread after a batch: two wake-ups in a row, the kernel's and then ours. With a
-/// [`SocketWake`] (one consumer, a source with a socket), it sleeps in `poll(2)` on the
-/// socket itself and an eventfd: a datagram wakes it at the same time as the receive
-/// thread, which then only has to decode while the consumer spins briefly on the ring;
-/// the eventfd stands in for `unpark` when the receive thread needs to wake it.
 #[derive(Default)]
 pub(crate) struct Wake {
     pub(super) sleeping: AtomicBool,
     pub(super) thread: Mutex<Option<Thread>>,
-    pub(super) socket: Option<SocketWake>,
-}
-
-/// The descriptors a consumer sleeps on to be woken with the receive thread.
-pub(crate) struct SocketWake {
-    /// A duplicate of the source's socket (readable when datagrams are queued).
-    socket: OwnedFd,
-    /// Written by the receive thread to wake the sleeper (`EFD_NONBLOCK`).
-    event: OwnedFd,
-}
-
-impl SocketWake {
-    /// Duplicates `socket` and makes the eventfd; `None` if either fails (the consumer
-    /// then parks).
-    pub(crate) fn new(socket: BorrowedFd<'_>) -> Option<SocketWake> {
-        let socket = socket.try_clone_to_owned().ok()?;
-        // SAFETY: eventfd has no pointer arguments; a non-negative result is a new
-        // descriptor that we own.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return None;
-        }
-        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
-        let event = unsafe { OwnedFd::from_raw_fd(fd) };
-        Some(SocketWake { socket, event })
-    }
-
-    fn signal(&self) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a live u64 to our eventfd. A full counter (EAGAIN)
-        // already means "wake up", so the result does not matter.
-        let _ = unsafe { libc::write(self.event.as_raw_fd(), (&one as *const u64).cast(), 8) };
-    }
-
-    /// Sleeps until the eventfd is signalled, or (with `on_socket`) the socket is
-    /// readable, or `timeout` passes. True if the socket woke it.
-    fn sleep(&self, timeout: Duration, on_socket: bool) -> bool {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.event.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.socket.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let n = if on_socket { 2 } else { 1 };
-        let ms = timeout.as_millis().clamp(1, i32::MAX as u128) as i32;
-        // SAFETY: `fds` is a live array of at least `n` pollfd structs.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), n, ms) };
-        if rc <= 0 {
-            return false;
-        }
-        if fds[0].revents != 0 {
-            let mut count: u64 = 0;
-            // SAFETY: reads 8 bytes into a live u64 from our non-blocking eventfd.
-            let _ =
-                unsafe { libc::read(self.event.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
-            return false;
-        }
-        on_socket && fds[1].revents != 0
-    }
 }
 
 impl Wake {
-    /// A wake-up that sleeps on `socket` as well (see the type's documentation).
-    pub(crate) fn with_socket(socket: Option<SocketWake>) -> Wake {
-        Wake {
-            socket,
-            ..Wake::default()
-        }
-    }
-
     /// Called by the receive thread after it pushed to this consumer's ring.
     pub(crate) fn notify(&self) {
         // Pairs with the fence in `ConsumerHandle::wait`: either the consumer sees our
         // pushes when it re-checks the ring, or we see its `sleeping` flag here.
         fence(Ordering::SeqCst);
         if self.sleeping.load(Ordering::Relaxed) {
-            if let Some(s) = &self.socket {
-                s.signal();
-                return;
-            }
             // try_lock: never block the receive thread. The lock is only held while a
             // consumer registers itself, before it sets `sleeping`, and its re-check of
             // the ring after setting `sleeping` covers a miss here.
@@ -139,9 +54,6 @@ impl Wake {
 impl Wake {
     /// Unconditional wake-up, for the end of the engine (not on the hot path).
     pub(crate) fn unpark(&self) {
-        if let Some(s) = &self.socket {
-            s.signal();
-        }
         let t = self.thread.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(t) = t.as_ref() {
             t.unpark();
@@ -151,9 +63,6 @@ impl Wake {
 
 /// How long spinning lasts before a waiting consumer parks (about a microsecond).
 const SPINS: u32 = 256;
-/// How long a consumer woken by its socket spins on the ring for the receive thread,
-/// woken by the same datagram, to deliver it.
-const SOCKET_SPIN: Duration = Duration::from_micros(50);
 /// A parked consumer re-checks at least this often. Only a safety net: the receive
 /// thread unparks it (see `Wake::notify`), so this does not bound latency.
 const PARK_STEP: Duration = Duration::from_millis(5);
@@ -240,7 +149,6 @@ impl ConsumerHandle {
             std::hint::spin_loop();
         }
         let start = Instant::now();
-        let mut on_socket = true;
         loop {
             if !self.ring.is_empty() {
                 return true;
@@ -252,9 +160,7 @@ impl ConsumerHandle {
             if waited >= timeout {
                 return false;
             }
-            if self.wake.socket.is_none() {
-                self.register();
-            }
+            self.register();
             self.wake.sleeping.store(true, Ordering::Relaxed);
             // Pairs with the fence in `Wake::notify` (see there).
             fence(Ordering::SeqCst);
@@ -262,30 +168,8 @@ impl ConsumerHandle {
                 self.wake.sleeping.store(false, Ordering::Relaxed);
                 return true;
             }
-            let step = (timeout - waited).min(PARK_STEP);
-            let Some(s) = &self.wake.socket else {
-                thread::park_timeout(step);
-                self.wake.sleeping.store(false, Ordering::Relaxed);
-                continue;
-            };
-            let by_socket = s.sleep(step, on_socket);
+            thread::park_timeout((timeout - waited).min(PARK_STEP));
             self.wake.sleeping.store(false, Ordering::Relaxed);
-            if by_socket {
-                // The receive thread was woken by the same datagram: give it time to
-                // decode and push. If nothing comes, the datagram is still queued (a slow
-                // receive thread) or was not for us: sleep on the eventfd alone next, so
-                // a socket that stays readable does not keep us spinning.
-                let spin_start = Instant::now();
-                while spin_start.elapsed() < SOCKET_SPIN {
-                    if !self.ring.is_empty() {
-                        return true;
-                    }
-                    std::hint::spin_loop();
-                }
-                on_socket = false;
-            } else {
-                on_socket = true;
-            }
         }
     }
 
@@ -346,91 +230,6 @@ mod tests {
             took < Duration::from_secs(10),
             "sleeper woke after {took:?}"
         );
-    }
-
-    /// A consumer handle over a fresh ring, sleeping on `sock` (a bound UDP socket on
-    /// 127.0.0.1) and an eventfd.
-    fn socket_consumer(
-        sock: &std::net::UdpSocket,
-    ) -> (crate::ring::Producer<Event>, Arc<Wake>, ConsumerHandle) {
-        use std::os::fd::AsFd;
-        let (tx, rx) = crate::ring::ring::<Event>(16);
-        let wake = Arc::new(Wake::with_socket(SocketWake::new(sock.as_fd())));
-        assert!(wake.socket.is_some());
-        let handle = ConsumerHandle::new(rx, Arc::clone(&wake), 0);
-        (tx, wake, handle)
-    }
-
-    fn drops() -> Event {
-        Event::KernelDrops {
-            count: 1,
-            timestamp_ns: 1,
-        }
-    }
-
-    /// Sleeping on the socket and the eventfd, a consumer is woken by the receive
-    /// thread's notify as by an unpark: it sees the event long before its timeout.
-    #[test]
-    fn notify_wakes_a_consumer_sleeping_on_its_socket() {
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let (mut tx, wake, mut handle) = socket_consumer(&sock);
-        let waiter = thread::spawn(move || {
-            let t = Instant::now();
-            let got = handle.recv_timeout(Duration::from_secs(30));
-            (got.is_some(), t.elapsed())
-        });
-        while !wake.sleeping.load(Ordering::Relaxed) {
-            thread::sleep(Duration::from_millis(1));
-        }
-        thread::sleep(Duration::from_millis(20));
-        assert!(tx.push(drops()).is_ok());
-        wake.notify();
-        let (got, took) = waiter.join().unwrap();
-        assert!(got, "the consumer timed out");
-        assert!(took < Duration::from_secs(10), "woke after {took:?}");
-    }
-
-    /// A datagram queued on the socket that never becomes an event (the receive thread
-    /// is not reading) wakes the consumer once: it spins briefly, then sleeps on the
-    /// eventfd alone, so it neither busy-waits nor misses a later notify.
-    #[test]
-    fn a_readable_socket_does_not_keep_the_consumer_spinning() {
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let to = sock.local_addr().unwrap();
-        let (mut tx, wake, mut handle) = socket_consumer(&sock);
-        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        sender.send_to(b"queued, never read", to).unwrap();
-        let cpu = || {
-            // SAFETY: `ts` is a valid out-pointer; the clock always exists.
-            let mut ts = libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            };
-            // SAFETY: as above.
-            unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-            Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-        };
-        let waiter = thread::spawn(move || {
-            let (t, c) = (Instant::now(), cpu());
-            let first = handle.recv_timeout(Duration::from_millis(300)).is_some();
-            let (wall, spent) = (t.elapsed(), cpu() - c);
-            let second = handle.recv_timeout(Duration::from_secs(30)).is_some();
-            (first, wall, spent, second)
-        });
-        thread::sleep(Duration::from_millis(500));
-        assert!(tx.push(drops()).is_ok());
-        wake.notify();
-        let (first, wall, spent, second) = waiter.join().unwrap();
-        assert!(!first, "nothing was pushed in the first 300 ms");
-        assert!(
-            wall >= Duration::from_millis(290),
-            "returned after {wall:?}"
-        );
-        assert!(
-            spent < wall / 2,
-            "the consumer burnt {spent:?} of CPU in {wall:?} of waiting"
-        );
-        assert!(second, "the notify after the quiet spell was missed");
     }
 
     #[test]

@@ -83,7 +83,7 @@ use crate::recv::Demux;
 use crate::recv::{DatagramSource, IoMode};
 use crate::ring::{self, Producer};
 use crate::wire::native::{Announcement, FrameBatch};
-use consumer::{SocketWake, Wake};
+use consumer::Wake;
 use rx::{Outlets, Rx, Sink, RUN, STOP_DRAINED, STOP_NOW};
 
 /// A consumer that runs on the receive thread itself, instead of behind a ring.
@@ -211,13 +211,7 @@ impl Engine {
         let mut handles = Vec::with_capacity(cfg.consumers);
         for index in 0..cfg.consumers {
             let (tx, rx) = ring::ring::<Event>(cfg.ring_capacity);
-            // A lone consumer sleeps on the socket too, woken with the receive thread
-            // (see `Wake`); with several, every datagram would wake them all.
-            let socket_wake = match cfg.consumers {
-                1 => source.readiness_fd().and_then(SocketWake::new),
-                _ => None,
-            };
-            let wake = Arc::new(Wake::with_socket(socket_wake));
+            let wake = Arc::new(Wake::default());
             producers.push(tx);
             wakes.push(Arc::clone(&wake));
             handles.push(ConsumerHandle::new(rx, wake, index));

@@ -267,11 +267,6 @@ impl DatagramSource for MmsgSource {
     fn socket_drops(&self) -> Option<u32> {
         super::socket_drops(&self.sock).ok()
     }
-
-    fn readiness_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        use std::os::fd::AsFd;
-        Some(self.sock.as_fd())
-    }
 }
 
 impl std::fmt::Debug for MmsgSource {

@@ -166,13 +166,6 @@ pub trait DatagramSource: Send {
     fn socket_drops(&self) -> Option<u32> {
         None
     }
-
-    /// The socket whose readability means datagrams are coming, if there is one: a
-    /// consumer waiting for frames can sleep on it too, so that the kernel wakes it at
-    /// the same time as the receive thread instead of after it. `None` by default.
-    fn readiness_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        None
-    }
 }
 
 /// Reads a socket's drop counter (`SK_MEMINFO_DROPS` of `SO_MEMINFO`), the same counter

@@ -598,11 +598,6 @@ impl DatagramSource for UringSource {
     fn socket_drops(&self) -> Option<u32> {
         super::socket_drops(self.socket()).ok()
     }
-
-    fn readiness_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        use std::os::fd::AsFd;
-        Some(self.socket().as_fd())
-    }
 }
 
 impl Drop for UringSource {
